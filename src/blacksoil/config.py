@@ -1,0 +1,102 @@
+"""The one typed settings object of blacksoil.
+
+Sources, last wins: defaults < `blacksoil.toml` (or `BLACKSOIL_CONFIG`) < environment `BLACKSOIL_*`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from blacksoil.agents.config import AgentsConfig
+from blacksoil.agentscore.config import AgentscoreConfig
+from blacksoil.compression.config import CompressionConfig
+from blacksoil.errors import ConfigError
+from blacksoil.experience.config import ExperienceConfig
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
+from blacksoil.learning.config import LearningConfig
+from blacksoil.scheduling.config import SchedulingConfig
+from blacksoil.security.config import SecurityConfig
+from blacksoil.serving.config import ServingConfig
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("BLACKSOIL_CONFIG", "blacksoil.toml"))
+
+
+class Settings(BaseSettings):
+    """Root settings: one section per pillar."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BLACKSOIL_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    home: Path = Field(default_factory=lambda: Path("~/.blacksoil").expanduser())
+    """Directory for models, stores, adapters, logs and run state (env BLACKSOIL_HOME)."""
+
+    serving: ServingConfig = ServingConfig()
+    """Gateway, engines and agent-aware scheduling."""
+    agents: AgentsConfig = AgentsConfig()
+    """Agent runtime: loop limits and durable sessions."""
+    security: SecurityConfig = SecurityConfig()
+    """Policies, sandbox, approvals and audit."""
+    experience: ExperienceConfig = ExperienceConfig()
+    """Experience capture, anonymization, store and replay."""
+    learning: LearningConfig = LearningConfig()
+    """LoRA learner, eval gate and adapter publishing."""
+    compression: CompressionConfig = CompressionConfig()
+    """Gradient compression for distributed learning."""
+    scheduling: SchedulingConfig = SchedulingConfig()
+    """Unified scheduler and its simulator."""
+    agentscore: AgentscoreConfig = AgentscoreConfig()
+    """The AgentScore benchmark."""
+    manufacturing: ManufacturingConfig = ManufacturingConfig()
+    """The manufacturing factory template."""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(x) for x in e["loc"]) or "settings"
+        env = "BLACKSOIL_" + "__".join(str(x).upper() for x in e["loc"])
+        parts.append(f"{where}={e.get('input')!r}: {e['msg']} (set it in {_config_file()} or {env})")
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from file, environment and overrides; bad values raise ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_describe(e)}") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, loaded once."""
+    return load_settings()
