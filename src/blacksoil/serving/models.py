@@ -143,4 +143,6 @@ class ModelRegistry:
                 validate_gguf(m.path)
                 return m
         known = ", ".join(m.name for m in self.list()) or "none"
-        raise NotFoundError(f"model {name!r} is not registered (known: {known}); add it with `blacksoil models add PATH`")
+        raise NotFoundError(
+            f"model {name!r} is not registered (known: {known}); add it with `blacksoil models add PATH`"
+        )
