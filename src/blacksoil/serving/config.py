@@ -5,8 +5,65 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
+from pydantic import field_validator, model_validator
+
 from blacksoil.configbase import ComponentConfig
 
 
 class ServingConfig(ComponentConfig):
-    """Settings of the serving pillar (fields are added by the pillar)."""
+    """Gateway, embedded engine and agent-aware scheduling settings."""
+
+    host: str = "127.0.0.1"
+    """Address the gateway listens on (`blacksoil serve --host`)."""
+    port: int = 8000
+    """TCP port of the gateway (`blacksoil serve --port`)."""
+    model: str | None = None
+    """Registered model name to serve (None = the registry's default)."""
+    replicas: int = 1
+    """Number of embedded engine replicas (child processes)."""
+    threads: int = 2
+    """CPU threads per engine replica (decode and prompt batch)."""
+    slots: int = 8
+    """KV-cache slots per replica: sessions pinned to a slot keep their prefix cached (count)."""
+    concurrency: int = 2
+    """Requests decoding at once per replica (count, ≤ slots); on CPU more does not add throughput."""
+    ctx: int = 16384
+    """Context window per replica in tokens, shared by its slots (each slot gets ctx / slots)."""
+    queue_max: int = 64
+    """Waiting requests the gateway holds before answering 429 (count)."""
+    queue_timeout_s: float = 120.0
+    """Longest a request waits in the queue before a 503 (seconds)."""
+    default_max_tokens: int = 256
+    """Tokens generated when a request sets no max_tokens (count)."""
+    engine_start_timeout_s: float = 60.0
+    """Longest an engine replica may take to load its model (seconds)."""
+    request_timeout_s: float = 600.0
+    """Longest a single engine call may take (seconds)."""
+    policy: str = "agent"
+    """Scheduling policy: `agent` (priority, least attained service, session affinity) or `fcfs`."""
+    upstreams: tuple[str, ...] = ()
+    """OpenAI-compatible upstream base URLs (e.g. http://host:8000/v1); when set, no embedded engine starts."""
+    experience_file: str = "experience/gateway.jsonl"
+    """JSONL file of experience events, relative to BLACKSOIL_HOME (or absolute)."""
+
+    @field_validator("replicas", "threads", "slots", "concurrency", "queue_max", "default_max_tokens")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be ≥ 1, got {v}")
+        return v
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        if v not in ("agent", "fcfs"):
+            raise ValueError(f"policy {v!r} is unknown; use 'agent' or 'fcfs'")
+        return v
+
+    @model_validator(mode="after")
+    def _fits(self) -> ServingConfig:
+        if self.concurrency > self.slots:
+            raise ValueError(f"concurrency {self.concurrency} exceeds slots {self.slots}; lower it or add slots")
+        if self.ctx < 256 * self.slots:
+            raise ValueError(f"ctx {self.ctx} leaves under 256 tokens per slot for {self.slots} slots; raise ctx")
+        return self

@@ -1,0 +1,257 @@
+"""Engines behind one interface: the embedded llama.cpp worker process and any OpenAI-compatible upstream.
+
+Both speak OpenAI HTTP; the embedded one also takes llama.cpp extensions (`id_slot`, `timings`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from blacksoil.contracts import AdapterVersion
+from blacksoil.errors import BlacksoilError, ConfigError, InternalError, RetryableError, UserError
+from blacksoil.serving.models import validate_gguf
+
+
+class EngineUnavailable(RetryableError):
+    """The engine process is down, starting or restarting: the same call may succeed shortly."""
+
+
+def _engine_error(status: int, text: str, url: str) -> BlacksoilError:
+    """Map an engine's HTTP error answer to our exception tree (4xx → user error naming the field)."""
+    try:
+        err = json.loads(text).get("error", {})
+    except (json.JSONDecodeError, AttributeError):
+        err = {}
+    msg = err.get("message") if isinstance(err, dict) else None
+    msg = msg or text[:300] or f"HTTP {status}"
+    etype = err.get("type") if isinstance(err, dict) else None
+    if etype == "exceed_context_size_error" or ("context" in msg and "exceed" in msg):
+        return UserError(
+            f"the prompt does not fit the context window: {msg}; shorten `messages` or lower max_tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if 400 <= status < 500:
+        return UserError(f"the engine rejected the request: {msg}", code=str(etype or status))
+    return EngineUnavailable(f"engine at {url} failed with HTTP {status}: {msg}; retry shortly")
+
+
+class Engine:
+    """An OpenAI-compatible engine reached over HTTP; subclasses say how it is started."""
+
+    kind = "openai_upstream"
+    #: True when the engine understands llama.cpp's `id_slot` / `timings` extensions.
+    llamacpp_extensions = False
+
+    def __init__(self, api_base: str, *, model_id: str | None = None, adapter: AdapterVersion | None = None,
+                 timeout_s: float = 600.0) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.model_id = model_id
+        self.adapter = adapter
+        self.timeout_s = timeout_s
+        self._clients: dict[int, httpx.AsyncClient] = {}
+
+    # -- lifecycle (an upstream is started by someone else) --
+    def start(self) -> None:
+        """Make sure the engine answers; learn its model id."""
+        try:
+            r = httpx.get(self.api_base + "/models", timeout=10)
+            r.raise_for_status()
+            data = r.json().get("data") or []
+        except (httpx.HTTPError, ValueError) as e:
+            raise ConfigError(
+                f"upstream {self.api_base!r} does not answer GET /models ({e}); pass the base URL of a running "
+                "OpenAI-compatible server, e.g. http://host:8000/v1"
+            ) from None
+        if self.model_id is None and data:
+            self.model_id = str(data[0]["id"])
+
+    def stop(self) -> None:
+        """Forget the HTTP clients (the upstream itself keeps running)."""
+        self._clients.clear()
+
+    def alive(self) -> bool:
+        """Whether the engine can take requests right now."""
+        return True
+
+    def restart(self) -> None:
+        """Bring a dead engine back (an upstream is someone else's: nothing to do)."""
+
+    @property
+    def root_url(self) -> str:
+        """Base URL without the `/v1` suffix (for /health, /metrics of llama.cpp)."""
+        return self.api_base.removesuffix("/v1")
+
+    # -- requests --
+    def _client(self) -> httpx.AsyncClient:
+        # httpx clients are bound to the event loop that first used them.
+        key = id(asyncio.get_running_loop())
+        c = self._clients.get(key)
+        if c is None:
+            c = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0),
+                                  limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+            self._clients[key] = c
+        return c
+
+    def _prepare(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        if self.model_id is not None:
+            body["model"] = self.model_id
+        if not self.llamacpp_extensions:
+            body.pop("id_slot", None)
+        return body
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a non-streaming request; engine errors map onto the exception tree."""
+        if not self.alive():
+            raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
+        try:
+            r = await self._client().post(self.api_base + path, json=self._prepare(body))
+        except httpx.TransportError as e:
+            raise EngineUnavailable(f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+        if r.status_code >= 400:
+            raise _engine_error(r.status_code, r.text, self.api_base)
+        out: dict[str, Any] = r.json()
+        return out
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST a streaming request and yield each SSE chunk as a dict; a broken stream raises."""
+        if not self.alive():
+            raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
+        body = self._prepare(body) | {"stream": True}
+        try:
+            async with self._client().stream("POST", self.api_base + path, json=body) as r:
+                if r.status_code >= 400:
+                    raise _engine_error(r.status_code, (await r.aread()).decode(errors="replace"), self.api_base)
+                done = False
+                async for line in r.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        raise _engine_error(500, data, self.api_base)
+                    yield chunk
+                if not done:
+                    raise EngineUnavailable(f"engine at {self.api_base} ended the stream without [DONE]")
+        except httpx.TransportError as e:
+            raise EngineUnavailable(
+                f"engine at {self.api_base} broke the stream ({type(e).__name__}); retry the request"
+            ) from None
+
+    def describe(self) -> dict[str, Any]:
+        """What /health reports about this engine."""
+        return {"kind": self.kind, "url": self.api_base, "alive": self.alive(),
+                "adapter": self.adapter.version if self.adapter else None}
+
+
+class LlamaCppEngine(Engine):
+    """The embedded engine: llama.cpp's own server in a child process (see worker.py)."""
+
+    kind = "llamacpp"
+    llamacpp_extensions = True
+
+    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int,
+                 adapter: AdapterVersion | None = None, cores: tuple[int, ...] = (),
+                 start_timeout_s: float = 60.0, timeout_s: float = 600.0) -> None:
+        super().__init__("http://unstarted/v1", adapter=adapter, timeout_s=timeout_s)
+        validate_gguf(model_path)
+        if adapter is not None and adapter.gguf_path is None:
+            raise ConfigError(f"adapter {adapter.version!r} has no gguf_path; the llama.cpp engine needs a GGUF LoRA")
+        if adapter is not None and adapter.gguf_path is not None:
+            validate_gguf(Path(adapter.gguf_path))
+        self.spec: dict[str, Any] = {
+            "model_path": str(model_path), "slots": slots, "ctx": ctx, "threads": threads,
+            "lora_path": str(adapter.gguf_path) if adapter and adapter.gguf_path else None,
+            "lora_scale": adapter.scale if adapter else 1.0, "cores": list(cores),
+        }
+        self.start_timeout_s = start_timeout_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.restarts = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Spawn the worker and block until the model is loaded and /health answers."""
+        with self._lock:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "blacksoil.serving.worker", json.dumps(self.spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+        assert proc.stdout is not None
+        line = _readline_with_timeout(proc, self.start_timeout_s)
+        if not line.startswith("READY "):
+            proc.kill()
+            raise InternalError(
+                f"engine worker for {self.spec['model_path']!r} did not start within {self.start_timeout_s:.0f} s "
+                f"(exit code {proc.poll()}); check the model file and free memory"
+            )
+        self.api_base = line.split(" ", 1)[1].strip() + "/v1"
+        self.proc = proc
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Close the worker's stdin (it exits), then make sure it is gone."""
+        super().stop()
+        with self._lock:
+            self._terminate()
+
+    def _terminate(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin:
+                proc.stdin.close()
+            proc.wait(timeout=5)
+        except (subprocess.TimeoutExpired, OSError):
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        """Replace a dead (or hung) worker with a fresh one."""
+        with self._lock:
+            self._terminate()
+            self._clients.clear()
+            self._spawn()
+            self.restarts += 1
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the worker (tests kill it to check recovery)."""
+        return self.proc.pid if self.proc else None
+
+
+def _readline_with_timeout(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    """First stdout line of the worker, or '' when it died or timed out."""
+    out: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        out.append(proc.stdout.readline())
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout_s
+    while t.is_alive() and time.monotonic() < deadline:
+        t.join(0.05)
+    return out[0] if out else ""

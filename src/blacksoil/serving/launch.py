@@ -1,0 +1,137 @@
+"""Start a whole gateway (engines + uvicorn on loopback) for tests, the demo and other pillars.
+
+`with gateway() as gw: OpenAI(base_url=gw.openai_base_url, api_key="x")` — everything stops on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from blacksoil.config import Settings
+from blacksoil.config import settings as current_settings
+from blacksoil.contracts import ExperienceSink
+from blacksoil.errors import ConfigError, InternalError
+from blacksoil.serving.app import create_app
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.models import ModelRegistry
+from blacksoil.serving.pool import ReplicaPool
+from blacksoil.serving.sink import JsonlSink
+
+
+@dataclass
+class GatewayHandle:
+    """A running gateway."""
+
+    url: str
+    """http://127.0.0.1:PORT"""
+    model: str
+    """Served model name (use it as `model` in requests)."""
+    app: FastAPI
+    pool: ReplicaPool
+    sink: ExperienceSink | None
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL for the openai SDK."""
+        return self.url + "/v1"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def experience_path(s: Settings) -> Path:
+    """Where the default JSONL sink writes."""
+    p = Path(s.serving.experience_file)
+    return p if p.is_absolute() else s.home / p
+
+
+def build_pool(s: Settings, cfg: ServingConfig) -> ReplicaPool:
+    """Start the engines the configuration asks for (embedded replicas or upstream URLs)."""
+    if cfg.upstreams:
+        pool = ReplicaPool(cfg, None, cfg.model or "")
+        for url in cfg.upstreams:
+            r = pool.add_upstream(url)
+            if not pool.served_name:
+                pool.served_name = r.engine.model_id or "upstream"
+        return pool
+    entry = ModelRegistry(s.home).resolve(cfg.model)
+    pool = ReplicaPool(cfg, entry, entry.name)
+    try:
+        for _ in range(cfg.replicas):
+            pool.start_replica()
+    except BaseException:
+        pool.close()
+        raise
+    return pool
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # runs in a thread: leave signals to the main thread
+        pass
+
+
+@contextlib.contextmanager
+def gateway(settings: Settings | None = None, *, port: int = 0, model: str | None = None,
+            replicas: int | None = None, sink: ExperienceSink | None = None,
+            serving: ServingConfig | None = None) -> Iterator[GatewayHandle]:
+    """Start engines and the gateway on 127.0.0.1, wait for /health, yield, stop everything."""
+    s = settings or current_settings()
+    cfg = serving or s.serving
+    changes: dict[str, object] = {}
+    if model is not None:
+        changes["model"] = model
+    if replicas is not None:
+        changes["replicas"] = replicas
+    if changes:
+        cfg = ServingConfig.model_validate(cfg.model_dump() | changes)
+    own_sink = sink is None
+    the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
+    pool = build_pool(s, cfg)
+    server: _Server | None = None
+    thread: threading.Thread | None = None
+    try:
+        app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens)
+        port = port or free_port()
+        server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                        timeout_graceful_shutdown=5))
+        thread = threading.Thread(target=server.run, daemon=True, name=f"gateway-{port}")
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, thread)
+        yield GatewayHandle(url, pool.served_name, app, pool, the_sink)
+    finally:
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout=10)
+        pool.close()
+        if own_sink:
+            the_sink.close()
+
+
+def _wait_healthy(url: str, thread: threading.Thread, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not thread.is_alive():
+            raise ConfigError(f"the gateway at {url} stopped while starting; is the port taken? pick another --port")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise InternalError(f"the gateway at {url} did not become healthy within {timeout_s:.0f} s")

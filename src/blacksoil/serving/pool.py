@@ -1,0 +1,245 @@
+"""The replica pool: engines behind the gateway, their admission queue, restarts and blue/green swaps.
+
+The learner's hot swap calls start_replica(adapter) → route_new_sessions_to → drain → stop_replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from blacksoil.contracts import AdapterVersion
+from blacksoil.errors import ConfigError, NotFoundError, Overloaded, RetryableError
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.engine import Engine, LlamaCppEngine
+from blacksoil.serving.models import ModelEntry
+from blacksoil.serving.scheduler import Scheduler, Ticket
+
+log = logging.getLogger(__name__)
+ReplicaStatus = Literal["starting", "ready", "draining", "restarting", "stopped"]
+
+
+@dataclass
+class Replica:
+    """One engine instance and where it stands."""
+
+    name: str
+    engine: Engine
+    status: ReplicaStatus = "starting"
+
+    @property
+    def adapter_version(self) -> str:
+        """Label of the adapter it serves ('base' = none)."""
+        return self.engine.adapter.version if self.engine.adapter else "base"
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """A snapshot of one replica for /health, /v1/models and the swap code."""
+
+    name: str
+    status: ReplicaStatus
+    adapter_version: str
+    accepting_new_sessions: bool
+    inflight: int
+    kind: str
+    url: str
+
+
+class ReplicaPool:
+    """Engines, the scheduler in front of them, and the operations a hot swap needs."""
+
+    def __init__(self, config: ServingConfig, model: ModelEntry | None, served_name: str) -> None:
+        self.config = config
+        self.model = model
+        self.served_name = served_name
+        self.scheduler = Scheduler(config.policy, config.queue_max)  # type: ignore[arg-type]
+        self.replicas: dict[str, Replica] = {}
+        self._lock = threading.RLock()
+        self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Ticket]]] = {}
+        self._names = itertools.count()
+
+    # -- replica lifecycle (blocking; call from a thread, not the event loop) --
+    def start_replica(self, adapter: AdapterVersion | None = None, *, accept_new_sessions: bool = True,
+                      cores: tuple[int, ...] = ()) -> Replica:
+        """Start an embedded engine (optionally with a LoRA adapter) and wait until it answers."""
+        if self.model is None:
+            raise ConfigError("this pool serves upstream URLs only; it cannot start an embedded replica")
+        if adapter is not None and adapter.base_model != self.model.name:
+            raise ConfigError(
+                f"adapter {adapter.version!r} is for base model {adapter.base_model!r}, "
+                f"but this pool serves {self.model.name!r}; publish it for the served model"
+            )
+        c = self.config
+        engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.threads, adapter=adapter,
+                                cores=cores, start_timeout_s=c.engine_start_timeout_s, timeout_s=c.request_timeout_s)
+        return self._add(engine, c.concurrency, c.slots, accept_new_sessions)
+
+    def add_upstream(self, api_base: str, *, accept_new_sessions: bool = True) -> Replica:
+        """Put a running OpenAI-compatible server (vLLM, SGLang, llama-server) behind the gateway."""
+        engine = Engine(api_base, timeout_s=self.config.request_timeout_s)
+        return self._add(engine, self.config.slots, self.config.slots, accept_new_sessions)
+
+    def _add(self, engine: Engine, concurrency: int, slots: int, accepting: bool) -> Replica:
+        name = f"r{next(self._names)}"
+        replica = Replica(name, engine)
+        with self._lock:
+            self.replicas[name] = replica
+        engine.start()  # blocks until warm (model loaded, HTTP answering)
+        with self._lock:
+            replica.status = "ready"
+            self.scheduler.add_replica(name, concurrency, slots, accepting=accepting)
+            self._pump()
+        log.info("replica %s ready (%s, adapter %s)", name, engine.api_base, replica.adapter_version)
+        return replica
+
+    def route_new_sessions_to(self, name: str) -> None:
+        """Send every NEW session to `name` only; sessions already placed elsewhere stay while it accepts."""
+        with self._lock:
+            self._get(name)
+            for other in self.replicas.values():
+                if other.status in ("ready", "restarting"):
+                    self.scheduler.set_accepting(other.name, other.name == name)
+            self._pump()
+
+    def drain(self, name: str, timeout_s: float = 300.0) -> None:
+        """Stop routing anything new to `name` and wait until its in-flight requests and streams finish."""
+        with self._lock:
+            r = self._get(name)
+            r.status = "draining"
+            self.scheduler.set_accepting(name, False)
+        deadline = time.monotonic() + timeout_s
+        while self.inflight(name) > 0:
+            if time.monotonic() > deadline:
+                raise RetryableError(f"replica {name} still has {self.inflight(name)} requests after {timeout_s} s")
+            time.sleep(0.05)
+
+    def stop_replica(self, name: str) -> None:
+        """Drain (if not yet) and stop `name`; its sessions move to the others on their next turn."""
+        if self.inflight(name) > 0:
+            self.drain(name)
+        with self._lock:
+            r = self._get(name)
+            self.scheduler.remove_replica(name)
+            del self.replicas[name]
+            r.status = "stopped"
+        r.engine.stop()
+
+    def close(self) -> None:
+        """Stop every engine without waiting (the gateway is shutting down)."""
+        with self._lock:
+            replicas = list(self.replicas.values())
+            self.replicas.clear()
+        for r in replicas:
+            r.engine.stop()
+
+    def info(self) -> list[ReplicaInfo]:
+        """Which adapter version each replica serves, and its state."""
+        with self._lock:
+            return [
+                ReplicaInfo(r.name, r.status, r.adapter_version,
+                            r.name in self.scheduler.replicas and self.scheduler.replicas[r.name].accepting,
+                            self.scheduler.inflight(r.name) if r.name in self.scheduler.replicas else 0,
+                            r.engine.kind, r.engine.api_base)
+                for r in self.replicas.values()
+            ]
+
+    def inflight(self, name: str) -> int:
+        with self._lock:
+            return self.scheduler.inflight(name) if name in self.scheduler.replicas else 0
+
+    def _get(self, name: str) -> Replica:
+        r = self.replicas.get(name)
+        if r is None:
+            raise NotFoundError(f"replica {name!r} does not exist (have: {', '.join(self.replicas) or 'none'})")
+        return r
+
+    # -- admission (async, on the gateway's loop) --
+    async def acquire(self, ticket: Ticket) -> Replica:
+        """Wait for a place on a replica; 429 when the queue is full, 503 after queue_timeout_s."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Ticket] = loop.create_future()
+        with self._lock:
+            if not self.scheduler.can_enqueue():
+                waiting = len(self.scheduler.waiting)
+                raise Overloaded(
+                    f"the gateway queue is full ({waiting} requests waiting, queue_max={self.config.queue_max}); "
+                    "retry after the Retry-After delay or raise serving.queue_max",
+                    retry_after_s=float(max(1, waiting // max(1, self._capacity()))),
+                )
+            self._waiters[ticket.request_id] = (loop, fut)
+            self.scheduler.enqueue(ticket)
+            self._pump()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.config.queue_timeout_s)
+        except (TimeoutError, asyncio.CancelledError) as e:
+            with self._lock:
+                self._waiters.pop(ticket.request_id, None)
+                if ticket in self.scheduler.waiting:
+                    self.scheduler.cancel(ticket)
+                    if isinstance(e, asyncio.CancelledError):
+                        raise
+                    raise RetryableError(
+                        f"request waited {self.config.queue_timeout_s:.0f} s without a free engine slot; "
+                        "retry later or add replicas",
+                        retry_after_s=5.0,
+                    ) from None
+                if isinstance(e, asyncio.CancelledError):  # placed meanwhile: give the place back
+                    self.release(ticket, 0.0)
+                    raise
+        with self._lock:
+            assert ticket.replica is not None
+            return self.replicas[ticket.replica]
+
+    def release(self, ticket: Ticket, engine_s: float) -> None:
+        """Give the place back and charge the session `engine_s` of service."""
+        with self._lock:
+            self.scheduler.release(ticket, engine_s)
+            self._pump()
+
+    def _capacity(self) -> int:
+        return sum(r.concurrency for r in self.scheduler.replicas.values())
+
+    def _pump(self) -> None:
+        for t in self.scheduler.dispatch():
+            waiter = self._waiters.pop(t.request_id, None)
+            if waiter is None:  # the caller gave up between enqueue and dispatch
+                self.scheduler.release(t, 0.0)
+                continue
+            loop, fut = waiter
+            loop.call_soon_threadsafe(_resolve, fut, t)
+
+    # -- failures --
+    def report_failure(self, name: str) -> None:
+        """A request saw the engine fail: if its process is dead, restart it in the background."""
+        with self._lock:
+            r = self.replicas.get(name)
+            if r is None or r.status == "restarting" or r.engine.alive():
+                return
+            r.status = "restarting"
+            self.scheduler.set_healthy(name, False)
+        threading.Thread(target=self._restart, args=(r,), daemon=True, name=f"restart-{name}").start()
+
+    def _restart(self, r: Replica) -> None:
+        for attempt in range(3):
+            try:
+                r.engine.restart()
+                break
+            except Exception:  # a failed restart is retried; the replica stays out of rotation meanwhile
+                log.exception("restart %d of replica %s failed", attempt + 1, r.name)
+                time.sleep(1.0)
+        with self._lock:
+            if r.name in self.scheduler.replicas and r.engine.alive():
+                r.status = "ready"
+                self.scheduler.set_healthy(r.name, True)
+                self._pump()
+
+
+def _resolve(fut: asyncio.Future[Ticket], t: Ticket) -> None:
+    if not fut.done():
+        fut.set_result(t)
