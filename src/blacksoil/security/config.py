@@ -1,12 +1,52 @@
-"""Settings of the security pillar.
+"""Settings of the security pillar: policy files, sandbox limits, the audit and approval store.
 
 One frozen model, grouped under the root settings object (blacksoil.config.Settings.security).
 """
 
 from __future__ import annotations
 
+from pydantic import field_validator
+
 from blacksoil.configbase import ComponentConfig
 
 
 class SecurityConfig(ComponentConfig):
-    """Settings of the security pillar (fields are added by the pillar)."""
+    """Policies, sandbox limits, approvals and audit."""
+
+    policy_files: tuple[str, ...] = ()
+    """Extra Cedar policy files (paths) loaded after the shipped default policies; empty = shipped ones only."""
+    store_file: str = "security/audit.sqlite"
+    """Audit log and approval store path relative to settings().home (file name)."""
+    bwrap_path: str = "bwrap"
+    """The bubblewrap executable (name on PATH or absolute path); `apt-get install bubblewrap` provides it."""
+    sandbox_cpu_s: int = 10
+    """CPU time limit of one sandboxed call (seconds of CPU, RLIMIT_CPU)."""
+    sandbox_memory_mb: int = 1024
+    """Address-space limit of one sandboxed call (MiB, RLIMIT_AS)."""
+    sandbox_max_pids: int = 64
+    """Process/thread limit of the sandbox user (count, RLIMIT_NPROC inside its own user namespace)."""
+    sandbox_file_mb: int = 64
+    """Largest file the sandbox may write (MiB, RLIMIT_FSIZE)."""
+    sandbox_open_files: int = 256
+    """Open file descriptor limit (count, RLIMIT_NOFILE)."""
+    sandbox_wall_s: float = 30.0
+    """Wall-clock limit of one sandboxed call (seconds); the whole process tree is killed after it."""
+    sandbox_output_kb: int = 256
+    """Stdout/stderr kept per sandboxed call (KiB each); the rest is cut and flagged."""
+
+    @field_validator(
+        "sandbox_cpu_s", "sandbox_memory_mb", "sandbox_max_pids", "sandbox_file_mb", "sandbox_open_files",
+        "sandbox_output_kb",
+    )
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be >= 1, got {v}; use a positive limit")
+        return v
+
+    @field_validator("sandbox_wall_s")
+    @classmethod
+    def _positive_s(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be > 0 seconds, got {v}")
+        return v
