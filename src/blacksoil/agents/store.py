@@ -1,0 +1,259 @@
+"""Durable agent sessions: every run, message and tool call persisted in SQLite (WAL).
+
+A run killed at any point resumes from its last committed step; tool calls carry idempotency keys.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blacksoil.errors import NotFoundError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    parent_run_id TEXT,
+    team TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    task TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    answer TEXT,
+    steps INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    wall_s REAL NOT NULL DEFAULT 0,
+    flags TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    run_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    step INTEGER NOT NULL,
+    agent TEXT NOT NULL,
+    name TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    status TEXT NOT NULL,
+    verdict TEXT,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    result TEXT,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, call_id)
+);
+"""
+
+#: Statuses of a run; `paused` waits for approvals, the rest are final.
+RUN_STATUSES = ("running", "paused", "completed", "stopped", "failed")
+#: Statuses of a tool call.
+CALL_STATUSES = ("awaiting_approval", "approved", "denied", "started", "completed", "failed", "blocked")
+
+
+@dataclass
+class RunRecord:
+    """One run as stored."""
+
+    run_id: str
+    team: dict[str, Any]
+    agent: str
+    task: str
+    tenant: str = "default"
+    user_id: str = "local"
+    status: str = "running"
+    reason: str | None = None
+    answer: str | None = None
+    steps: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    flags: dict[str, bool] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class CallRecord:
+    """One tool call as stored; `idempotency_key` is `<run_id>:<call_id>`."""
+
+    run_id: str
+    call_id: str
+    idempotency_key: str
+    step: int
+    agent: str
+    name: str
+    arguments: dict[str, Any]
+    status: str
+    verdict: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    result: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class RunStore:
+    """SQLite store of runs; one connection per thread, WAL so readers never block the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)  # executescript commits on its own: no surrounding transaction
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed step must survive a power cut, not just a process kill.
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        c = self._conn()
+        if c.in_transaction:  # nested: the outer transaction commits
+            yield c
+            return
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes into one atomic step."""
+        with self._tx():
+            yield
+
+    # runs
+    def create_run(self, r: RunRecord) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (r.run_id, r.parent_run_id, json.dumps(r.team), r.agent, r.task, r.tenant, r.user_id, r.status,
+                 r.reason, r.answer, r.steps, r.tokens, r.wall_s, json.dumps(r.flags), r.created_at, r.updated_at),
+            )  # fmt: skip
+
+    def get_run(self, run_id: str) -> RunRecord:
+        row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} not found in {self.path}; list runs with `blacksoil agent list`")
+        return _run(row)
+
+    def list_runs(self, limit: int = 50, tenant: str | None = None) -> list[RunRecord]:
+        q, args = "SELECT * FROM runs", []
+        if tenant is not None:
+            q, args = q + " WHERE tenant=?", [tenant]
+        rows = self._conn().execute(q + " ORDER BY created_at DESC LIMIT ?", [*args, limit]).fetchall()
+        return [_run(r) for r in rows]
+
+    def has_run(self, run_id: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+
+    def children(self, run_id: str) -> list[str]:
+        """Ids of the worker sub-runs a supervisor run started."""
+        rows = self._conn().execute("SELECT run_id FROM runs WHERE parent_run_id=? ORDER BY created_at", (run_id,))
+        return [r["run_id"] for r in rows.fetchall()]
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        allowed = {"agent", "status", "reason", "answer", "steps", "tokens", "wall_s", "flags"}
+        bad = set(fields) - allowed
+        assert not bad, f"not updatable: {bad}"
+        vals = [json.dumps(v) if k == "flags" else v for k, v in fields.items()]
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE runs SET {sets}, updated_at=? WHERE run_id=?", [*vals, time.time(), run_id])
+
+    # messages
+    def messages(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._conn().execute("SELECT message FROM messages WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+        return [json.loads(r["message"]) for r in rows]
+
+    def messages_with_agents(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(agent, message) pairs: which agent of a team wrote or received each message."""
+        rows = (
+            self._conn()
+            .execute("SELECT agent, message FROM messages WHERE run_id=? ORDER BY seq", (run_id,))
+            .fetchall()
+        )
+        return [(r["agent"], json.loads(r["message"])) for r in rows]
+
+    def append_message(self, run_id: str, agent: str, message: dict[str, Any]) -> None:
+        with self._tx() as c:
+            (n,) = c.execute("SELECT COUNT(*) FROM messages WHERE run_id=?", (run_id,)).fetchone()
+            c.execute("INSERT INTO messages VALUES (?,?,?,?)", (run_id, n, agent, json.dumps(message)))
+
+    # tool calls
+    def get_call(self, run_id: str, call_id: str) -> CallRecord | None:
+        row = (
+            self._conn().execute("SELECT * FROM tool_calls WHERE run_id=? AND call_id=?", (run_id, call_id)).fetchone()
+        )
+        return None if row is None else _call(row)
+
+    def calls(self, run_id: str) -> list[CallRecord]:
+        rows = (
+            self._conn().execute("SELECT * FROM tool_calls WHERE run_id=? ORDER BY step, rowid", (run_id,)).fetchall()
+        )
+        return [_call(r) for r in rows]
+
+    def put_call(self, c: CallRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO tool_calls VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (c.run_id, c.call_id, c.idempotency_key, c.step, c.agent, c.name, json.dumps(c.arguments), c.status,
+                 c.verdict, json.dumps(c.reasons), c.result, c.started_at, c.finished_at),
+            )  # fmt: skip
+
+    def set_call_status(self, run_id: str, call_id: str, status: str, **fields: Any) -> None:
+        assert status in CALL_STATUSES, status
+        allowed = {"verdict", "result", "started_at", "finished_at"}
+        assert set(fields) <= allowed, set(fields) - allowed
+        sets = "".join(f", {k}=?" for k in fields)
+        with self._tx() as c:
+            c.execute(
+                f"UPDATE tool_calls SET status=?{sets} WHERE run_id=? AND call_id=?",
+                [status, *fields.values(), run_id, call_id],
+            )
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    d = dict(row)
+    d["team"] = json.loads(d["team"])
+    d["flags"] = json.loads(d["flags"])
+    return RunRecord(**d)
+
+
+def _call(row: sqlite3.Row) -> CallRecord:
+    d = dict(row)
+    d["arguments"] = json.loads(d["arguments"])
+    d["reasons"] = json.loads(d["reasons"])
+    return CallRecord(**d)

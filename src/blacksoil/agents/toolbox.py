@@ -1,0 +1,73 @@
+"""The tools of each agent in a team: Python tool sets, MCP servers and the multi-agent tools.
+
+Opened lazily per agent and closed with the runtime; MCP sessions stay open across steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from blacksoil.agents.config import AgentsConfig
+from blacksoil.agents.mcp_tools import MCPConnection, open_servers
+from blacksoil.agents.multi import final_answer_tool, handoff_tool, worker_tool
+from blacksoil.agents.spec import AgentSpec, AgentTeam
+from blacksoil.agents.tools import Tool, ToolRegistry, load_facts, load_toolset
+
+
+class Toolbox:
+    """Per-agent tool registries and the policy facts their tool sets provide."""
+
+    def __init__(self, team: AgentTeam, config: AgentsConfig, run_worker: Callable[[str, str, Any], str]) -> None:
+        self.team = team
+        self.config = config
+        self._run_worker = run_worker
+        self._registries: dict[str, ToolRegistry] = {}
+        self._facts: dict[str, list[Callable[[], dict[str, Any]]]] = {}
+        self._conns: list[MCPConnection] = []
+
+    def registry(self, agent: AgentSpec) -> ToolRegistry:
+        """All tools `agent` has, opening its tool sets and MCP servers on first use."""
+        if agent.name not in self._registries:
+            self._registries[agent.name] = self._build(agent)
+        return self._registries[agent.name]
+
+    def _build(self, agent: AgentSpec) -> ToolRegistry:
+        tools: list[Tool] = []
+        facts = []
+        for ref in agent.tools:
+            tools.extend(load_toolset(ref))
+            if (f := load_facts(ref)) is not None:
+                facts.append(f)
+        if agent.mcp_servers:
+            conns, mcp_tools = open_servers(agent.mcp_servers, self.config.tool_timeout_s)
+            self._conns.extend(conns)
+            tools.extend(mcp_tools)
+        tools = [replace(t, flags=agent.tool_flags[t.name].flags()) if t.name in agent.tool_flags else t for t in tools]
+        tools += [handoff_tool(a) for a in agent.handoffs]
+        tools += [worker_tool(w, self._run_worker) for w in agent.workers]
+        if agent.tool_choice == "required":
+            tools.append(final_answer_tool())
+        self._facts[agent.name] = facts
+        return ToolRegistry(tools)
+
+    def facts(self, agent: AgentSpec) -> dict[str, Any]:
+        """World state the policies read (merged from every tool set that provides `policy_facts`)."""
+        self.registry(agent)
+        merged: dict[str, Any] = {}
+        for f in self._facts[agent.name]:
+            merged.update(f())
+        return merged
+
+    def visible(self, agent: AgentSpec, guard: Any, user: str | None) -> list[Tool]:
+        """The tools shown to the model: only those the policy may permit for this agent."""
+        reg = self.registry(agent)
+        shown = set(guard.visible(agent.name, agent.tenant, user, list(reg), self.facts(agent)))
+        return [t for t in reg if t.name in shown]
+
+    def close(self) -> None:
+        for c in self._conns:
+            c.close()
+        self._conns.clear()
+        self._registries.clear()

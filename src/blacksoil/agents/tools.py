@@ -1,0 +1,237 @@
+"""Tools an agent can call: typed Python functions become JSON-schema tools with safety flags.
+
+Parameters without defaults are required (the gateway's constrained decoding needs `required`, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from types import ModuleType
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError, validate_call
+
+from blacksoil.errors import ConfigError, NotFoundError, UserError
+
+#: Short names for tool sets a spec can name; anything else is read as a module path.
+TOOLSETS: dict[str, str] = {
+    "manufacturing": "blacksoil.factories.manufacturing.tools",
+}
+_TOOL_ATTR = "__blacksoil_tool__"
+_MAX_RESULT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class ToolFlags:
+    """What a tool may do; the policy engine and the sandbox act on these."""
+
+    sandboxed: bool = False
+    """Runs in the security sandbox (shell, code, files), never in the agent's process."""
+    requires_approval: bool = False
+    """Every call pauses the run until a human approves or denies it."""
+    state_changing: bool = False
+    """Changes the world (a setpoint, an order): never executed twice for one call (idempotency key)."""
+    sensitive: bool = False
+    """Reads sensitive data; counts toward the rule of two."""
+    untrusted_output: bool = False
+    """Returns text from outside (documents, web, sensors): the run then holds untrusted input."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool sees of the run that calls it."""
+
+    run_id: str
+    call_id: str
+    idempotency_key: str
+    agent: str
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One callable tool: its JSON schema for the model and how to invoke it."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    flags: ToolFlags
+    invoke: Callable[[dict[str, Any], ToolContext], Any] = field(compare=False, repr=False)
+    """Calls the tool with validated arguments; returns any JSON-able value."""
+    source: str = "python"
+    """Where it comes from: `python:<module>.<function>` or `mcp:<server>`."""
+    reentrant: bool = False
+    """Safe to invoke again after a crash with the same idempotency key (the tool deduplicates itself)."""
+
+    def openai_spec(self) -> dict[str, Any]:
+        """The `tools` entry of a chat completion request."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    sandboxed: bool = False,
+    requires_approval: bool = False,
+    state_changing: bool = False,
+    sensitive: bool = False,
+    untrusted_output: bool = False,
+) -> Any:
+    """Decorator marking a function as a tool with flags; the function itself is unchanged."""
+    flags = ToolFlags(sandboxed, requires_approval, state_changing, sensitive, untrusted_output)
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(f, _TOOL_ATTR, flags)
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+def _doc_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """Summary and per-parameter descriptions from a Google-style (`Args:`) docstring."""
+    doc = inspect.getdoc(fn) or ""
+    summary = doc.split("\n\n")[0].strip().replace("\n", " ")
+    params: dict[str, str] = {}
+    m = re.search(r"^(?:Args|Arguments|Parameters):\s*\n((?:[ \t]+.*\n?)+)", doc, re.M)
+    if m:
+        for line in m.group(1).splitlines():
+            pm = re.match(r"\s*(\w+)(?:\s*\([^)]*\))?:\s*(.+)", line)
+            if pm:
+                params[pm.group(1)] = pm.group(2).strip()
+    return summary, params
+
+
+def _schema(fn: Callable[..., Any], hidden: set[str]) -> dict[str, Any]:
+    sig = inspect.signature(fn)
+    for p in sig.parameters.values():
+        if p.name not in hidden and p.annotation is inspect.Parameter.empty:
+            raise ConfigError(f"tool {fn.__name__}: parameter {p.name!r} has no type hint; annotate it")
+    try:
+        schema = TypeAdapter(fn).json_schema()  # type: ignore[arg-type]
+    except Exception as e:  # pydantic raises several types for unsupported hints
+        raise ConfigError(f"tool {fn.__name__}: cannot build a JSON schema ({e}); use JSON-able type hints") from e
+    _, descriptions = _doc_parts(fn)
+    props = {k: v for k, v in schema.get("properties", {}).items() if k not in hidden}
+    for name, prop in props.items():
+        prop.pop("title", None)
+        if name in descriptions:
+            prop["description"] = descriptions[name]
+    required = [p for p in schema.get("required", []) if p not in hidden]
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+def function_tool(fn: Callable[..., Any], *, name: str | None = None, **flag_overrides: bool) -> Tool:
+    """Turn a typed Python function into a Tool; flags come from @tool, then `flag_overrides`."""
+    flags = replace(getattr(fn, _TOOL_ATTR, ToolFlags()), **flag_overrides)
+    sig = inspect.signature(fn)
+    # A tool that takes `idempotency_key` deduplicates its own side effects; the model never sees it.
+    hidden = {"idempotency_key"} & set(sig.parameters)
+    params = _schema(fn, hidden)
+    summary, _ = _doc_parts(fn)
+    validated = validate_call(fn)
+
+    def invoke(arguments: dict[str, Any], ctx: ToolContext) -> Any:
+        unknown = set(arguments) - set(params["properties"])
+        if unknown:
+            raise UserError(f"unknown argument(s) {sorted(unknown)}; allowed: {sorted(params['properties'])}")
+        args = dict(arguments)
+        if hidden:
+            args["idempotency_key"] = ctx.idempotency_key
+        try:
+            return validated(**args)
+        except ValidationError as e:
+            raise UserError(f"bad arguments for {fn.__name__}: {_short(e)}") from None
+
+    return Tool(
+        name=name or fn.__name__,
+        description=summary or fn.__name__.replace("_", " "),
+        parameters=params,
+        flags=flags,
+        invoke=invoke,
+        source=f"python:{fn.__module__}.{fn.__qualname__}",
+        reentrant=bool(hidden),
+    )
+
+
+def _short(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+
+
+def result_text(value: Any) -> str:
+    """A tool result as the text the model reads (JSON where possible), capped in length."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > _MAX_RESULT_CHARS:
+        text = text[:_MAX_RESULT_CHARS] + f"... [truncated {len(text) - _MAX_RESULT_CHARS} chars]"
+    return text
+
+
+def _module_functions(mod: ModuleType) -> list[Callable[..., Any]]:
+    if hasattr(mod, "TOOLS"):
+        return list(mod.TOOLS)
+    names = getattr(mod, "__all__", None) or [n for n in dir(mod) if not n.startswith("_")]
+    return [
+        f
+        for n in names
+        if inspect.isfunction(f := getattr(mod, n, None)) and f.__module__ == mod.__name__
+    ]
+
+
+def load_toolset(ref: str) -> list[Tool]:
+    """Tools of a named set (`manufacturing`), a module (`pkg.mod`, its TOOLS or public functions) or `pkg.mod:fn`."""
+    target = TOOLSETS.get(ref, ref)
+    module_name, _, attr = target.partition(":")
+    try:
+        mod = importlib.import_module(module_name)
+    except ImportError as e:
+        known = ", ".join(sorted(TOOLSETS))
+        raise NotFoundError(f"tool set {ref!r} not found ({e}); use one of {known} or an importable module") from None
+    if attr:
+        obj = getattr(mod, attr, None)
+        if obj is None:
+            raise NotFoundError(f"tool set {ref!r}: module {module_name} has no {attr!r}")
+        fns = list(obj) if isinstance(obj, list | tuple) else [obj]
+    else:
+        fns = _module_functions(mod)
+    if not fns:
+        raise ConfigError(f"tool set {ref!r} has no functions; add typed functions or a TOOLS list")
+    return [f if isinstance(f, Tool) else function_tool(f) for f in fns]
+
+
+def load_facts(ref: str) -> Callable[[], dict[str, Any]] | None:
+    """The tool set's `policy_facts()` (world state the policies read, e.g. zones under maintenance), if any."""
+    module_name = TOOLSETS.get(ref, ref).partition(":")[0]
+    fn = getattr(importlib.import_module(module_name), "policy_facts", None)
+    return fn if callable(fn) else None
+
+
+class ToolRegistry:
+    """The tools one agent may call, by name."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.add(t)
+
+    def add(self, t: Tool) -> None:
+        if t.name in self._tools:
+            raise ConfigError(f"two tools are named {t.name!r} ({self._tools[t.name].source}, {t.source}); rename one")
+        self._tools[t.name] = t
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __iter__(self) -> Any:
+        return iter(self._tools.values())
