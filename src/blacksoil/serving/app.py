@@ -35,10 +35,10 @@ def error_response(status: int, message: str, etype: str, code: str | None = Non
 
 
 def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics: GatewayMetrics | None = None,
-               default_max_tokens: int = 256) -> FastAPI:
+               default_max_tokens: int = 256, capture_tokens: bool = True) -> FastAPI:
     """The gateway app over an already started pool."""
     metrics = metrics or GatewayMetrics()
-    gw = Gateway(pool, sink, metrics, default_max_tokens)
+    gw = Gateway(pool, sink, metrics, default_max_tokens, capture_tokens)
     app = FastAPI(title="blacksoil gateway", version="0.1.0")
     app.state.gateway = gw
     app.state.pool = pool

@@ -1,12 +1,101 @@
-"""Command-line commands of the serving pillar.
+"""Command-line commands of the serving pillar: serve, models, demo, bench serving.
 
 Registered on the root app by blacksoil.cli; heavy imports stay inside the commands.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
+    models = typer.Typer(help="The local model registry (GGUF files under BLACKSOIL_HOME).", no_args_is_help=True)
+    app.add_typer(models, name="models")
+
+    @app.command()
+    def serve(
+        port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+        model: Annotated[str | None, typer.Option(help="Registered model name (default: registry default).")] = None,
+        replicas: Annotated[int | None, typer.Option(help="Embedded engine replicas.")] = None,
+        threads: Annotated[int | None, typer.Option(help="CPU threads per replica.")] = None,
+        upstream: Annotated[list[str] | None, typer.Option(
+            help="OpenAI-compatible upstream base URL, e.g. http://host:8000/v1 (repeatable); no embedded engine."
+        )] = None,
+        slots: Annotated[int | None, typer.Option(help="KV-cache slots per replica.")] = None,
+        ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
+        concurrency: Annotated[int | None, typer.Option(help="Requests decoding at once per replica.")] = None,
+        policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
+    ) -> None:
+        """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
+        from blacksoil.serving.server import serve_forever
+
+        overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
+                     "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
+                     "concurrency": concurrency, "policy": policy}
+        serve_forever({k: v for k, v in overrides.items() if v is not None})
+
+    @models.command("list")
+    def models_list() -> None:
+        """List registered models; the default is marked with *."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from blacksoil.config import settings
+        from blacksoil.serving.models import ModelRegistry
+
+        reg = ModelRegistry(settings().home)
+        default = reg.default_name()
+        table = Table("", "name", "path", "size MiB", "builtin")
+        for m in reg.list():
+            size = m.path.stat().st_size / 2**20 if m.path.exists() else float("nan")
+            table.add_row("*" if m.name == default else "", m.name, str(m.path), f"{size:.1f}", str(m.builtin))
+        Console().print(table)
+
+    @models.command("add")
+    def models_add(
+        path: Annotated[Path, typer.Argument(help="Path of a local .gguf file.")],
+        name: Annotated[str | None, typer.Option(help="Name to register it under (default: file stem).")] = None,
+    ) -> None:
+        """Register a local GGUF model file."""
+        from blacksoil.config import settings
+        from blacksoil.serving.models import ModelRegistry
+
+        entry = ModelRegistry(settings().home).add(path, name)
+        typer.echo(f"added {entry.name} -> {entry.path}")
+
+    @models.command("default")
+    def models_default(
+        name: Annotated[str | None, typer.Argument(help="Model to make the default; omit to print it.")] = None,
+    ) -> None:
+        """Print the default model, or set it."""
+        from blacksoil.config import settings
+        from blacksoil.serving.models import ModelRegistry
+
+        reg = ModelRegistry(settings().home)
+        if name:
+            reg.set_default(name)
+        entry = reg.resolve(None)
+        typer.echo(f"{entry.name} {entry.path}")
+
+    @app.command()
+    def demo() -> None:
+        """Start the gateway, run a short agent exchange (chat + tool call) through the openai SDK, print metrics."""
+        from blacksoil.serving.demo import run_demo
+
+        run_demo()
+
+    @bench.command("serving")
+    def bench_serving(
+        quick: Annotated[bool, typer.Option(help="Smaller run (under 3 minutes).")] = False,
+        sessions: Annotated[int, typer.Option(help="Concurrent simulated agent sessions.")] = 8,
+        seed: Annotated[int, typer.Option(help="Seed of the workload sample.")] = 0,
+    ) -> None:
+        """Gateway overhead vs direct engine, prefix-reuse TTFT, agent sessions agent-aware vs FCFS."""
+        from blacksoil.serving.bench import run_bench
+
+        run_bench(quick=quick, sessions=sessions, seed=seed)

@@ -5,6 +5,8 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
+import os
+
 from pydantic import field_validator, model_validator
 
 from blacksoil.configbase import ComponentConfig
@@ -21,8 +23,9 @@ class ServingConfig(ComponentConfig):
     """Registered model name to serve (None = the registry's default)."""
     replicas: int = 1
     """Number of embedded engine replicas (child processes)."""
-    threads: int = 2
-    """CPU threads per engine replica (decode and prompt batch)."""
+    threads: int = 0
+    """CPU threads per engine replica (0 = half the cores, at least 1: llama.cpp's spinning threads must not
+    oversubscribe cores shared with the learner or other replicas)."""
     slots: int = 8
     """KV-cache slots per replica: sessions pinned to a slot keep their prefix cached (count)."""
     concurrency: int = 2
@@ -43,10 +46,23 @@ class ServingConfig(ComponentConfig):
     """Scheduling policy: `agent` (priority, least attained service, session affinity) or `fcfs`."""
     upstreams: tuple[str, ...] = ()
     """OpenAI-compatible upstream base URLs (e.g. http://host:8000/v1); when set, no embedded engine starts."""
+    capture_tokens: bool = True
+    """Ask the engine for completion token ids and logprobs so experience events carry them."""
     experience_file: str = "experience/gateway.jsonl"
     """JSONL file of experience events, relative to BLACKSOIL_HOME (or absolute)."""
 
-    @field_validator("replicas", "threads", "slots", "concurrency", "queue_max", "default_max_tokens")
+    def engine_threads(self) -> int:
+        """Threads per replica after resolving 0 = auto."""
+        return self.threads or max(1, (os.cpu_count() or 2) // 2)
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be ≥ 0 (0 = auto), got {v}")
+        return v
+
+    @field_validator("replicas", "slots", "concurrency", "queue_max", "default_max_tokens")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

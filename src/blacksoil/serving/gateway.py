@@ -51,11 +51,12 @@ class Gateway:
     """The request path shared by every route."""
 
     def __init__(self, pool: ReplicaPool, sink: ExperienceSink | None, metrics: GatewayMetrics,
-                 default_max_tokens: int) -> None:
+                 default_max_tokens: int, capture_tokens: bool = True) -> None:
         self.pool = pool
         self.sink = sink
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
+        self.capture_tokens = capture_tokens
 
     def check_model(self, name: str | None) -> None:
         if name not in (None, "", self.pool.served_name):
@@ -164,8 +165,9 @@ class Gateway:
         body["max_tokens"] = req.get("max_completion_tokens") or req.get("max_tokens") or self.default_max_tokens
         for k in _OURS:
             body.pop(k, None)
-        if call.kind == "chat" and not body.get("logprobs"):
-            body.update(logprobs=True, top_logprobs=0)  # token ids + logprobs for the experience event
+        if call.kind == "chat" and self.capture_tokens and not body.get("logprobs"):
+            # token ids + logprobs for the experience event (llama.cpp sends none with top_logprobs=0)
+            body.update(logprobs=True, top_logprobs=1)
         return plan, body
 
     async def _admit(self, call: Call, body: dict[str, Any]) -> Replica:

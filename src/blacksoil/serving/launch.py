@@ -104,7 +104,8 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
     server: _Server | None = None
     thread: threading.Thread | None = None
     try:
-        app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens)
+        app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
+                         capture_tokens=cfg.capture_tokens)
         port = port or free_port()
         server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                         timeout_graceful_shutdown=5))

@@ -76,7 +76,7 @@ class ReplicaPool:
                 f"but this pool serves {self.model.name!r}; publish it for the served model"
             )
         c = self.config
-        engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.threads, adapter=adapter,
+        engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.engine_threads(), adapter=adapter,
                                 cores=cores, start_timeout_s=c.engine_start_timeout_s, timeout_s=c.request_timeout_s)
         return self._add(engine, c.concurrency, c.slots, accept_new_sessions)
 

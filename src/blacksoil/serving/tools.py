@@ -159,8 +159,8 @@ def _flatten(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = "\n".join(json.dumps(c) for c in calls)
             out.append({"role": "assistant", "content": ((m.get("content") or "") + "\n" + text).strip()})
         elif role == "tool":
-            out.append({"role": "user", "content": f"Tool result ({m.get('name') or m.get('tool_call_id', '')}): "
-                                                   f"{_text(m.get('content'))}"})
+            out.append({"role": "user", "content": f"The tool returned: {_text(m.get('content'))}\n"
+                                                   "Use this result to answer my question."})
         elif isinstance(m.get("content"), list):
             out.append({**m, "content": _text(m["content"])})
         else:

@@ -1,0 +1,59 @@
+"""`blacksoil serve`: engines plus the gateway in the foreground until Ctrl-C.
+
+Settings come from blacksoil.toml / BLACKSOIL_SERVING__* with command-line overrides on top.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+
+from blacksoil.config import settings
+from blacksoil.errors import ConfigError
+from blacksoil.serving.app import create_app
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.launch import build_pool, experience_path
+from blacksoil.serving.sink import JsonlSink
+
+
+def serving_config(overrides: dict[str, Any]) -> ServingConfig:
+    """The serving settings with command-line overrides; a bad value is a ConfigError naming it."""
+    base = settings().serving.model_dump()
+    try:
+        return ServingConfig.model_validate(base | overrides)
+    except ValidationError as e:
+        bad = "; ".join(f"--{'.'.join(str(x) for x in err['loc']) or 'options'} {err.get('input')!r}: {err['msg']}"
+                        for err in e.errors())
+        raise ConfigError(f"invalid serving option: {bad}") from None
+
+
+def serve_forever(overrides: dict[str, Any]) -> None:
+    """Start the engines, then run uvicorn in this thread; stop the engines on exit."""
+    cfg = serving_config(overrides)
+    _check_port(cfg.host, cfg.port)
+    s = settings()
+    console = Console(stderr=True)
+    console.print(f"starting {cfg.replicas if not cfg.upstreams else len(cfg.upstreams)} engine replica(s)…")
+    pool = build_pool(s, cfg)
+    sink = JsonlSink(experience_path(s))
+    try:
+        app = create_app(pool, sink=sink, default_max_tokens=cfg.default_max_tokens,
+                         capture_tokens=cfg.capture_tokens)
+        console.print(f"serving {pool.served_name!r} on http://{cfg.host}:{cfg.port}/v1 "
+                      f"(metrics /metrics, experience → {sink.path})")
+        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    finally:
+        pool.close()
+        sink.close()
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --port or --host") from None
