@@ -5,8 +5,81 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+
 from blacksoil.configbase import ComponentConfig
 
 
 class SchedulingConfig(ComponentConfig):
-    """Settings of the scheduling pillar (fields are added by the pillar)."""
+    """Settings of the unified scheduler, its simulator and its backends."""
+
+    backend: Literal["local", "ray", "kubernetes"] = "local"
+    """Which backend runs the workloads: local processes, a Ray cluster or the Kubernetes operator."""
+    accelerators_per_node: int = 8
+    """Accelerators per node (count); nodes are the fast-interconnect domain."""
+    nodes_per_rack: int = 16
+    """Nodes behind one rack/leaf switch (count); the second topology level."""
+    racks_per_pod: int = 8
+    """Racks per pod/spine (count); the third topology level."""
+    step_s: float = 30.0
+    """Length of one scheduling step of the simulator and the control loops (seconds)."""
+    slo_max_utilization: float = 0.8
+    """Highest serving-replica utilization at which p99 latency still meets the SLO (fraction, 0-1).
+
+    M/M/1 p99 sojourn = 4.6·S/(1-ρ): ρ = 0.8 holds an SLO of 23× the mean service time."""
+    replica_accelerators: int = 1
+    """Accelerators per serving replica (count)."""
+    replica_cold_start_s: float = 60.0
+    """Time from placing a serving replica to it taking traffic: model load and warm-up (seconds)."""
+    forecast_alpha: float = 0.5
+    """Holt level smoothing of the serving demand forecast (0-1)."""
+    forecast_beta: float = 0.2
+    """Holt trend smoothing of the serving demand forecast (0-1)."""
+    headroom_sigmas: float = 3.0
+    """Serving headroom above the forecast, in standard deviations of the recent forecast error."""
+    min_headroom: float = 0.05
+    """Smallest serving headroom above the forecast (fraction of the forecast)."""
+    hpa_target_utilization: float = 0.6
+    """Target utilization of the reactive (HPA-style) autoscaler the baselines use (fraction, 0-1)."""
+    hpa_scale_down_window_s: float = 300.0
+    """HPA scale-down stabilization window: the baselines scale down to the highest target seen in it (seconds)."""
+    restart_s: float = 120.0
+    """Time a learning job needs to (re)start or resize before it makes progress again (seconds)."""
+    kill_grace_s: float = 30.0
+    """Grace period of an eviction without a coordinated checkpoint (Kubernetes default, seconds)."""
+    serving_peak_fraction: float = 0.6
+    """Simulator: accelerators the serving peak needs at the SLO utilization (fraction of the cluster)."""
+    learning_load: float = 1.2
+    """Simulator: learning work offered over the horizon (multiple of the cluster's accelerator-hours)."""
+    serving_deployments: int = 8
+    """Simulator: serving deployments, each replaying the Azure trace with its own offset and diurnal phase."""
+    seed: int = 0
+    """Simulator: random seed (trace offsets, job sampling); same seed, same result."""
+
+    @field_validator("slo_max_utilization", "hpa_target_utilization", "forecast_alpha", "forecast_beta")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{v} is not in (0, 1]; use a fraction such as 0.8")
+        return v
+
+    @field_validator("accelerators_per_node", "nodes_per_rack", "racks_per_pod", "replica_accelerators",
+                     "serving_deployments")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"{v} must be at least 1")
+        return v
+
+    @model_validator(mode="after")
+    def _replica_fits_node(self) -> SchedulingConfig:
+        if self.replica_accelerators > self.accelerators_per_node:
+            raise ValueError(
+                f"replica_accelerators={self.replica_accelerators} exceeds accelerators_per_node="
+                f"{self.accelerators_per_node}; a replica must fit on one node"
+            )
+        if self.step_s <= 0:
+            raise ValueError(f"step_s={self.step_s} must be positive, e.g. 30")
+        return self
