@@ -178,43 +178,57 @@ class Policy(ABC):
         if reserve:
             lf = _hold_back(state, lf, reserve)
         failed_at = math.inf  # a size that did not fit: every larger one will not fit either
-        for i in state.queued():
-            if lf.sum() < j.min_size[i]:
+        q = state.queued()
+        smallest = j.min_size[q] if self.partial_start else j.size[q]
+        room = int(lf.sum())
+        pos = 0
+        while pos < q.size:
+            # Jump to the next queued job that could fit; the scan is vectorized, the loop runs per placement.
+            nxt = np.flatnonzero((smallest[pos:] < failed_at) & (smallest[pos:] <= room))
+            if not nxt.size:
                 break
+            pos += int(nxt[0])
+            i = int(q[pos])
+            pos += 1
             sizes = [int(j.size[i])]
             if self.partial_start and j.min_size[i] < j.size[i]:
                 sizes.append(int(j.min_size[i]))
             for size in sizes:
-                if size >= failed_at:
+                if size >= failed_at or size > room:
                     continue
-                p = self.can_place(state, lf, int(i), size)
+                p = self.can_place(state, lf, i, size)
                 if p is None:
                     failed_at = min(failed_at, size)
                     continue
                 reason = f"idle capacity lent: {size}/{j.size[i]} acc in one {p.level.name.lower()}"
-                plan.add(self.place(state, int(i), p, reason))
+                plan.add(self.place(state, i, p, reason))
                 lf = state.cluster.place(lf, p)
                 _take(free, p)
+                room -= size
                 break
         if self.elastic_growth:
             self._grow(state, free, lf, plan)
 
     def _grow(self, state: ClusterState, free: np.ndarray, lf: np.ndarray, plan: Plan) -> None:
         j = state.jobs
-        run = np.flatnonzero((j.status == JobStatus.RUNNING) & (j.alloc < j.size))
-        for i in run[np.argsort(-j.priority[run], kind="stable")]:
+        # Growing costs a checkpoint and a restart: only for jobs past the cool-down with hours of work left.
+        cand = np.flatnonzero((j.status == JobStatus.RUNNING) & (j.alloc < j.size)
+                              & (state.now - j.resized_at >= self.grow_cooldown_s)
+                              & (j.work - j.progress - j.since_ckpt >= 0.5 * j.size))
+        room = int(lf.sum())
+        failed_at = math.inf
+        for i in cand[np.argsort(-j.priority[cand], kind="stable")]:
             extra = int(j.size[i] - j.alloc[i])
-            # Growing costs a checkpoint and a restart: only worth it for a job with hours of work left.
-            if j.remaining(int(i)) / max(int(j.size[i]), 1) < 0.5 or lf.sum() < extra:
-                continue
-            if state.now - j.resized_at[i] < self.grow_cooldown_s:
+            if extra > room or extra >= failed_at:
                 continue
             p = self.can_place(state, lf, int(i), extra)
             if p is None:
+                failed_at = extra
                 continue
             plan.add(self.place(state, int(i), p, f"grow {j.alloc[i]}→{j.size[i]} acc on idle capacity", grow=True))
             lf = state.cluster.place(lf, p)
             _take(free, p)
+            room -= extra
 
 
 def _hold_back(state: ClusterState, free: np.ndarray, reserve: int) -> np.ndarray:
