@@ -5,8 +5,48 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
+from pydantic import field_validator
+
 from blacksoil.configbase import ComponentConfig
 
 
 class ManufacturingConfig(ComponentConfig):
-    """Settings of the manufacturing template (fields are added by the pillar)."""
+    """Settings of the manufacturing template: plant size, RUL model and job-shop solver."""
+
+    machines: int = 8
+    """Number of machines in the simulated plant (count, 1..20); each is backed by one C-MAPSS FD001 test engine."""
+    robots: int = 3
+    """Number of mobile robots moving parts between stations (count)."""
+    rul_cap: int = 125
+    """Piecewise-linear cap on the remaining-useful-life training target (cycles)."""
+    rul_window: int = 30
+    """Rolling window for the RUL features (cycles)."""
+    rul_trees: int = 150
+    """Boosting iterations of the RUL gradient-boosting model (count)."""
+    jobshop_time_limit_s: float = 10.0
+    """Default wall-clock limit of one CP-SAT job-shop solve (seconds)."""
+    jobshop_workers: int = 2
+    """CP-SAT search workers (threads); keep at or below the cores the scheduler grants."""
+    robot_battery_per_hop: float = 5.0
+    """Battery a robot spends per station it moves across (percent)."""
+
+    @field_validator("machines")
+    @classmethod
+    def _machines_in_range(cls, v: int) -> int:
+        if not 1 <= v <= 20:
+            raise ValueError(f"machines={v} must be between 1 and 20")
+        return v
+
+    @field_validator("rul_cap", "rul_window", "rul_trees", "jobshop_workers", "robots")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"{v} must be a positive integer")
+        return v
+
+    @field_validator("jobshop_time_limit_s")
+    @classmethod
+    def _positive_time(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"jobshop_time_limit_s={v} must be > 0 seconds")
+        return v

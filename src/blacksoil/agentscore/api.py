@@ -1,0 +1,64 @@
+"""The small API the learner and other pillars use: list tasks, run an agent on a task, get reward + trajectory.
+
+    from blacksoil.agentscore import api
+    tasks = api.list_tasks("manufacturing", "train")       # never "test" for training
+    ep = api.run_task(api.make_agent("llm", base_url=..., model=...), tasks[0])
+    ep.reward, ep.passed, ep.trajectory                    # 0..1, bool, dict of steps and answer
+"""
+
+from __future__ import annotations
+
+from blacksoil.errors import ConfigError
+
+from .agents import Agent, NullAgent, OracleAgent
+from .runner import Episode, run_episode, run_tasks
+from .tasks import SPLITS, SUITES, Task
+from .tasks import list_tasks as _list_tasks
+
+AGENTS = ("llm", "oracle", "null")
+__all__ = ["AGENTS", "Episode", "Task", "get_task", "list_tasks", "make_agent", "run_task", "run_tasks", "splits",
+           "suites"]
+
+
+def suites() -> list[str]:
+    """Names of the shipped suites."""
+    return list(SUITES)
+
+
+def splits() -> tuple[str, ...]:
+    """train, dev, test: the test split is held out from learning."""
+    return SPLITS
+
+
+def list_tasks(suite: str, split: str | None = None) -> list[Task]:
+    """Tasks of a suite, optionally of one split."""
+    return _list_tasks(suite, split)
+
+
+def get_task(suite: str, task_id: str) -> Task:
+    """One task by id."""
+    for t in _list_tasks(suite):
+        if t.id == task_id:
+            return t
+    raise ConfigError(f"task {task_id!r} is not in suite {suite}; list them with api.list_tasks({suite!r})")
+
+
+def make_agent(name: str, *, base_url: str | None = None, model: str | None = None,
+               step_budget: int | None = None) -> Agent:
+    """An agent by name: `llm` (needs base_url and model of an OpenAI-compatible endpoint), `oracle`, `null`."""
+    if name == "oracle":
+        return OracleAgent()
+    if name == "null":
+        return NullAgent()
+    if name == "llm":
+        if not base_url or not model:
+            raise ConfigError("the llm agent needs base_url and model (an OpenAI-compatible endpoint)")
+        from .llm_agent import OpenAIToolAgent
+
+        return OpenAIToolAgent(base_url, model, step_budget=step_budget)
+    raise ConfigError(f"agent {name!r} is unknown; use one of {', '.join(AGENTS)}")
+
+
+def run_task(agent: Agent, task: Task, trial: int = 0) -> Episode:
+    """Run one agent on one task in a fresh environment: Episode with reward (0..1), passed and trajectory."""
+    return run_episode(agent, task, trial)

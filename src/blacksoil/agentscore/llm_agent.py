@@ -1,0 +1,83 @@
+"""The built-in tool-calling agent for any OpenAI-compatible endpoint: model → tool calls → results → model.
+
+A small loop with a step budget; it stays until the agents pillar's runtime can be plugged in instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from blacksoil.config import settings
+from blacksoil.errors import RetryableError, UserError
+from blacksoil.factories.toolspec import to_json
+
+from .agents import Step, ToolBox
+from .environments import Environment
+from .tasks import Task
+
+
+class OpenAIToolAgent:
+    """Drives a chat model with `tools=[...]` through the OpenAI SDK."""
+
+    name = "llm"
+
+    def __init__(self, base_url: str, model: str, api_key: str = "blacksoil", step_budget: int | None = None) -> None:
+        import openai
+
+        cfg = settings().agentscore
+        self.model = model
+        self.step_budget = step_budget or cfg.step_budget
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=cfg.request_timeout_s, max_retries=1)
+
+    def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+        import openai
+
+        cfg = settings().agentscore
+        try:
+            return self.client.chat.completions.create(
+                model=self.model, messages=messages, tools=tools,  # type: ignore[arg-type]
+                max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+            )
+        except openai.APIConnectionError as e:
+            raise RetryableError(f"endpoint {self.client.base_url} unreachable ({e}); start the gateway "
+                                 "(blacksoil serve) or pass --endpoint") from None
+        except openai.APIStatusError as e:
+            raise UserError(f"endpoint {self.client.base_url} answered {e.status_code}: {e.message}") from None
+
+    def run(self, task: Task, env: Environment, tools: ToolBox) -> None:
+        """Loop until the model answers without tool calls or the step budget is spent."""
+        traj = tools.trajectory
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": env.system_prompt},
+            {"role": "user", "content": task.instruction},
+        ]
+        specs = [t.openai() for t in tools.specs]
+        for _ in range(min(self.step_budget, task.max_steps)):
+            t0 = time.perf_counter()
+            resp = self._complete(messages, specs)
+            usage = resp.usage
+            msg = resp.choices[0].message
+            traj.steps.append(Step("model", self.model, result=msg.content,
+                                   latency_s=time.perf_counter() - t0,
+                                   prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                                   completion_tokens=getattr(usage, "completion_tokens", 0) or 0))
+            calls = msg.tool_calls or []
+            if not calls:
+                traj.answer = msg.content or ""
+                traj.steps.append(Step("answer", result=traj.answer))
+                return
+            messages.append({"role": "assistant", "content": msg.content or "", "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.function.name,
+                                                              "arguments": c.function.arguments}}
+                for c in calls]})
+            for c in calls:
+                try:
+                    args = json.loads(c.function.arguments or "{}")
+                except json.JSONDecodeError:
+                    args = {"_unparsed": c.function.arguments}
+                result, error = tools.call(c.function.name, args)
+                content = to_json({"error": error}) if error else to_json(result)
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
+        traj.stopped = "step_budget"

@@ -1,0 +1,91 @@
+"""Running agents on tasks: one episode per (task, trial), scored by the checker, timed and counted.
+
+An episode's reward (0..1) and trajectory are what the learner consumes (see api.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from blacksoil.errors import BlacksoilError
+
+from .agents import Agent, ToolBox, Trajectory
+from .checkers import check
+from .environments import env_for
+from .tasks import Task
+
+
+@dataclass
+class Episode:
+    """One agent attempt at one task: verdict, reward, cost counters and the trajectory."""
+
+    task_id: str
+    suite: str
+    split: str
+    category: str
+    multi_step: bool
+    trial: int
+    passed: bool
+    reward: float
+    checks: list[dict[str, Any]]
+    latency_s: float
+    cpu_s: float
+    prompt_tokens: int
+    completion_tokens: int
+    model_calls: int
+    tool_calls: int
+    tool_errors: int
+    step_latencies_s: list[float]
+    trajectory: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return asdict(self)
+
+
+def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
+    """Build the task's environment, let the agent act, check the final state and answer."""
+    env = env_for(task)
+    traj = Trajectory()
+    box = ToolBox(env, task.tools, traj)
+    error = None
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        agent.run(task, env, box)
+    except BlacksoilError as e:
+        # Endpoint down, bad model output…: the attempt fails, the run goes on.
+        error = f"{type(e).__name__}: {e.message}"
+        traj.stopped = "error"
+    latency, cpu = time.perf_counter() - t0, time.process_time() - c0
+    verdict = check(task, env.snapshot(), traj.answer)
+    tool_steps = [s for s in traj.steps if s.kind == "tool"]
+    model_steps = [s for s in traj.steps if s.kind == "model"]
+    return Episode(
+        task_id=task.id, suite=task.suite, split=task.split, category=task.category, multi_step=task.multi_step,
+        trial=trial, passed=verdict.passed, reward=round(verdict.reward, 6),
+        checks=[{"passed": c.passed, "credit": c.credit, "detail": c.detail} for c in verdict.checks],
+        latency_s=latency, cpu_s=cpu,
+        prompt_tokens=sum(s.prompt_tokens for s in model_steps),
+        completion_tokens=sum(s.completion_tokens for s in model_steps),
+        model_calls=len(model_steps), tool_calls=len(tool_steps),
+        tool_errors=sum(1 for s in tool_steps if s.error),
+        step_latencies_s=[s.latency_s for s in traj.steps if s.kind in ("model", "tool")],
+        trajectory=traj.to_dict(), error=error,
+    )
+
+
+def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
+              on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
+    """Run every task k times (trials in task order); `on_episode` drives progress bars."""
+    out = []
+    for task in tasks:
+        for trial in range(k):
+            ep = run_episode(agent, task, trial)
+            out.append(ep)
+            if on_episode:
+                on_episode(ep)
+    return out
