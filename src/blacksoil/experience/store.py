@@ -118,34 +118,45 @@ class ExperienceStore:
         for ev in events:
             if "pii_replaced" not in ev.metadata:
                 raise ConfigError(f"event {ev.event_id} was not anonymized; call ExperienceStore.ingest")
+        sessions: dict[tuple[str, str], dict[str, Any]] = {}
+        rows: dict[Any, list[dict[str, Any]]] = {ModelCall: [], ToolStep: []}
+        errors = []
+        for ev in events:
+            if ev.session_id:
+                sessions.setdefault((ev.tenant, ev.session_id), {
+                    "tenant_id": ev.tenant, "id": ev.session_id, "task_id": ev.metadata.get("task_id"),
+                    "agent": ev.metadata.get("agent"), "created_at": ev.created_at})
+            table, row = _row(ev)
+            rows[table].append(row)
+            if ev.kind == "tool_step" and ev.error:
+                # A failed tool step is a reward signal of its own (source "tool_error").
+                errors.append(tool_error_reward(ev))
         new = 0
         with self.session() as s:
-            for tenant in {ev.tenant for ev in events} - self._known_tenants:
-                self._insert_ignore(s, Tenant, {"id": tenant, "created_at": time.time()}, ["id"])
-            for ev in events:
-                if ev.session_id:
-                    self._insert_ignore(s, SessionRow, {
-                        "tenant_id": ev.tenant, "id": ev.session_id, "task_id": ev.metadata.get("task_id"),
-                        "agent": ev.metadata.get("agent"), "created_at": ev.created_at,
-                    }, ["tenant_id", "id"])
-                table, row = _row(ev)
-                new += self._insert_ignore(s, table, row, ["tenant_id", "event_id"])
-                if ev.kind == "tool_step" and ev.error:
-                    # A failed tool step is a reward signal of its own (source "tool_error").
-                    self._insert_ignore(s, Reward, tool_error_reward(ev), ["tenant_id", "dedup_key"])
+            tenants = [{"id": t, "created_at": time.time()} for t in {ev.tenant for ev in events} - self._known_tenants]
+            self._insert_ignore(s, Tenant, tenants, ["id"])
+            self._insert_ignore(s, SessionRow, list(sessions.values()), ["tenant_id", "id"])
+            for table, table_rows in rows.items():
+                new += self._insert_ignore(s, table, table_rows, ["tenant_id", "event_id"])
+            self._insert_ignore(s, Reward, errors, ["tenant_id", "dedup_key"])
         self._known_tenants |= {ev.tenant for ev in events}
         return new
 
-    def _insert_ignore(self, s: OrmSession, table: Any, row: dict[str, Any], keys: list[str]) -> int:
+    def _insert_ignore(self, s: OrmSession, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> int:
+        """INSERT ... ON CONFLICT DO NOTHING for all rows in one executemany; returns rows inserted."""
+        if not rows:
+            return 0
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(table).values(**row).on_conflict_do_nothing(index_elements=keys)
-        return int(s.execute(stmt).rowcount or 0)  # type: ignore[attr-defined]
+        t = table.__table__
+        # RETURNING counts the rows really inserted on both dialects (psycopg's executemany rowcount is -1).
+        stmt = dialect.insert(t).on_conflict_do_nothing(index_elements=keys).returning(t.c[keys[-1]])
+        return len(s.connection().execute(stmt, rows).all())
 
     def add_reward_row(self, row: dict[str, Any]) -> bool:
         """Insert a reward (idempotent on tenant + dedup_key); the tenant row is created if needed."""
         with self.session() as s:
-            self._insert_ignore(s, Tenant, {"id": row["tenant_id"], "created_at": time.time()}, ["id"])
-            return self._insert_ignore(s, Reward, row, ["tenant_id", "dedup_key"]) == 1
+            self._insert_ignore(s, Tenant, [{"id": row["tenant_id"], "created_at": time.time()}], ["id"])
+            return self._insert_ignore(s, Reward, [row], ["tenant_id", "dedup_key"]) == 1
 
     def tenants(self) -> list[str]:
         """Tenant ids (for operators' CLI only; not reachable through tenant APIs)."""
@@ -172,7 +183,7 @@ def _row(ev: ExperienceEvent) -> tuple[Any, dict[str, Any]]:
     common = {
         "event_id": ev.event_id, "tenant_id": ev.tenant, "session_id": ev.session_id,
         "request_id": ev.request_id, "task_id": ev.metadata.get("task_id"), "error": ev.error,
-        "timings": ev.timings, "meta": ev.metadata, "created_at": ev.created_at,
+        "timings": ev.timings, "metadata": ev.metadata, "created_at": ev.created_at,
     }
     if ev.kind == "model_call":
         return ModelCall, {

@@ -1,0 +1,57 @@
+"""HTTP API of the experience pillar: `POST /v1/feedback` (explicit rewards), mounted on the gateway.
+
+The tenant comes from `request.state.tenant` (set by the gateway's auth) or the `X-Tenant` header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from blacksoil.errors import BlacksoilError
+from blacksoil.experience.store import ExperienceStore
+
+
+class Feedback(BaseModel):
+    """Explicit feedback on a whole session or on one model call."""
+
+    session_id: str | None = None
+    """Agent session the feedback is about (give this or call_id)."""
+    call_id: str | None = None
+    """Gateway request id or event id of one model call (give this or session_id)."""
+    value: float = Field(ge=-1.0, le=1.0)
+    """Reward in [-1, 1]: thumbs down = -1, thumbs up = 1."""
+    comment: str | None = Field(default=None, max_length=4000)
+    """Free text; anonymized before storage."""
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    """Resending the same key records the feedback once."""
+
+
+def tenant_of(request: Request) -> str:
+    """The caller's tenant: set by the gateway's authentication, else the X-Tenant header, else `default`."""
+    return str(getattr(request.state, "tenant", None) or request.headers.get("x-tenant") or "default")
+
+
+def feedback_router(store: Callable[[], ExperienceStore]) -> APIRouter:
+    """Router with `POST /v1/feedback`; `store` returns the process's ExperienceStore (created lazily)."""
+    router = APIRouter()
+
+    @router.post("/v1/feedback")
+    def post_feedback(body: Feedback, request: Request) -> Any:
+        tenant = tenant_of(request)
+        try:
+            created = store().tenant(tenant).add_reward(
+                body.value, "feedback", session_id=body.session_id, call_id=body.call_id,
+                detail={"comment": body.comment} if body.comment else {},
+                dedup_key=f"feedback:{body.idempotency_key}" if body.idempotency_key else None,
+            )
+        except BlacksoilError as e:
+            return JSONResponse(status_code=e.status_code,
+                                content={"error": {"message": e.message, "type": e.error_type}})
+        return {"object": "feedback", "recorded": created, "tenant": tenant}
+
+    return router

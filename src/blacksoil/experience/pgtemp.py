@@ -1,0 +1,109 @@
+"""A throwaway PostgreSQL cluster on 127.0.0.1 for tests and `blacksoil bench replay`.
+
+Uses Debian's binaries (installing them with apt when root and allowed), runs as the `postgres` user under root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from blacksoil.errors import ConfigError, RetryableError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def find_bin_dir() -> Path | None:
+    """Newest /usr/lib/postgresql/<ver>/bin that has initdb, or the directory of initdb on PATH."""
+    root = Path("/usr/lib/postgresql")
+    if root.is_dir():
+        versions = sorted((p for p in root.iterdir() if (p / "bin" / "initdb").exists()),
+                          key=lambda p: int(p.name) if p.name.isdigit() else 0)
+        if versions:
+            return versions[-1] / "bin"
+    on_path = shutil.which("initdb")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+def install_postgres() -> Path:
+    """apt-get install postgresql (root only); returns the bin dir."""
+    if os.geteuid() != 0:
+        raise ConfigError("PostgreSQL is not installed and we are not root; run `apt-get install postgresql`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"], check=True, env=env,
+                   capture_output=True, timeout=900)
+    found = find_bin_dir()
+    if found is None:
+        raise ConfigError("apt-get installed postgresql but no initdb was found under /usr/lib/postgresql")
+    return found
+
+
+class TempPostgres:
+    """Start with `start()`, connect with `url`, stop and delete with `stop()`."""
+
+    def __init__(self, allow_install: bool = True, db: str = "blacksoil") -> None:
+        self.allow_install = allow_install
+        self.db = db
+        self.port = 0
+        self.dir: Path | None = None
+        self.bin: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.db}"
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        assert self.bin is not None
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            # initdb and postgres refuse to run as root.
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise RetryableError(f"{args[0]} failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")
+        return res
+
+    def start(self) -> TempPostgres:
+        self.bin = find_bin_dir()
+        if self.bin is None:
+            if not self.allow_install:
+                raise ConfigError("PostgreSQL binaries not found; install the `postgresql` package")
+            self.bin = install_postgres()
+        self.dir = Path(tempfile.mkdtemp(prefix="blacksoil-pg-"))
+        os.chmod(self.dir, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data, sock = self.dir / "data", self.dir
+        self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        self.port = free_port()
+        opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=50"
+        self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"), "-w", "-t", "60", "start")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", self.db)
+                break
+            except RetryableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        return self
+
+    def stop(self) -> None:
+        if self.dir is None:
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
