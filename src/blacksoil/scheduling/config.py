@@ -41,6 +41,10 @@ class SchedulingConfig(ComponentConfig):
     """Serving headroom above the forecast, in standard deviations of the recent forecast error."""
     min_headroom: float = 0.05
     """Smallest serving headroom above the forecast (fraction of the forecast)."""
+    lend_horizon_s: float = 900.0
+    """Serving growth the forecast expects within this time is not lent to learning (seconds)."""
+    grow_cooldown_s: float = 1800.0
+    """An elastic job grows only this long after its last start or resize: damps grow/shrink flapping (seconds)."""
     hpa_target_utilization: float = 0.6
     """Target utilization of the reactive (HPA-style) autoscaler the baselines use (fraction, 0-1)."""
     hpa_scale_down_window_s: float = 300.0

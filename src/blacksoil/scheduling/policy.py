@@ -252,9 +252,10 @@ class UnifiedPolicy(Policy):
 
     name = "unified"
     max_level = Level.POD  # a gang across pods runs at 80 %: waiting for room inside a pod is cheaper
-    grow_cooldown_s = 1800.0
-    lend_horizon_s = 900.0
-    """Serving growth expected within this time is not lent to learning (seconds)."""
+
+    @property
+    def grow_cooldown_s(self) -> float:  # type: ignore[override]
+        return self.cfg.grow_cooldown_s
 
     _ckpt_cache: tuple[int, float] = (-1, 0.0)
 
@@ -266,7 +267,7 @@ class UnifiedPolicy(Policy):
         return self._ckpt_cache[1]
 
     def lend_reserve(self, state: ClusterState) -> int:
-        steps = self.lend_horizon_s / self.cfg.step_s
+        steps = self.cfg.lend_horizon_s / self.cfg.step_s
         need = 0
         for s in state.serving.values():
             unit = s.spec.replica_accelerators
@@ -288,11 +289,13 @@ class UnifiedPolicy(Policy):
         if coming >= shortfall:
             return  # checkpoints already under way will hand back enough
         need = shortfall - coming
-        # Kill without a checkpoint only when the SLO is being missed right now.
-        urgent = any(s.ready * s.spec.replica_accelerators * s.spec.slo_max_utilization < s.demand
+        # Kill without a checkpoint only when the SLO is being missed right now and a checkpoint takes longer
+        # than a kill's grace period; otherwise checkpointing first loses nothing and costs no more time.
+        missed = any(s.ready * s.spec.replica_accelerators * s.spec.slo_max_utilization < s.demand
                      for s in state.serving.values())
         j = state.jobs
         run = np.flatnonzero(j.status == JobStatus.RUNNING)
+        urgent = missed and bool((j.ckpt_cost[run] > state.kill_grace_s).any())
         # Lowest priority first, then least work at risk (done since the last checkpoint when killing),
         # then the smallest job (a checkpointed stop costs every accelerator a restart).
         risk = j.since_ckpt[run] if urgent else np.zeros(run.size)
