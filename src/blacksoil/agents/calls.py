@@ -93,9 +93,10 @@ class CallExecutor:
         return self._decide_and_run(run, agent, tool, rec)
 
     def _decide_and_run(self, run: RunRecord, agent: AgentSpec, tool: Tool, rec: CallRecord) -> Any:
+        facts = self.toolbox.facts(agent, run.run_id)
         verdict, reasons = self.guard.check(
             agent=agent.name, tenant=run.tenant, user=run.user_id, tool=tool, arguments=rec.arguments,
-            run_id=run.run_id, call_key=rec.idempotency_key, run_flags=run.flags, facts=self.toolbox.facts(agent),
+            run_id=run.run_id, call_key=rec.idempotency_key, run_flags=run.flags, facts=facts,
         )  # fmt: skip
         rec.verdict, rec.reasons = verdict, reasons
         if verdict == "deny":

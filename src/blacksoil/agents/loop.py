@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from blacksoil.agents.calls import CallExecutor
@@ -67,7 +68,7 @@ class AgentRuntime:
         self.model = model
         self.store = store
         self.config = config
-        self.guard = guard or Guard(team.agents, [p for a in team.agents for p in _paths(a.policies)])
+        self.guard = guard or Guard(team.agents, policy_paths(team))
         self.toolbox = Toolbox(team, config, run_worker=self._run_worker)
         self.calls = CallExecutor(store, self.guard, self.toolbox, config, sink)
 
@@ -135,15 +136,18 @@ class AgentRuntime:
             except RetryableError as e:
                 return self._finish(run_id, clock, "failed", "model_error", e.message)
             if not reply.tool_calls:
+                if self._must_retry(run, agent, reply):
+                    continue
                 return self._finish(run_id, clock, "completed", "answer", reply.message.get("content") or "")
 
     def _call_model(self, run: RunRecord, agent: AgentSpec, clock: _Clock) -> ModelReply:
-        tools = self.toolbox.visible(agent, self.guard, run.user_id)
+        tools = self.toolbox.visible(agent, self.guard, run.user_id, run.run_id)
         messages = [{"role": "system", "content": agent.system_prompt}, *self.store.messages(run.run_id)]
         remaining = self._limit(agent, "max_wall_s") - clock.elapsed()
         reply = self.model.chat(
-            messages, [t.openai_spec() for t in tools], tool_choice=agent.tool_choice, session_id=run.run_id,
-            model=agent.model, timeout_s=max(1.0, min(self.config.request_timeout_s, remaining)),
+            messages, [t.openai_spec() for t in tools], tool_choice=self._tool_choice(agent, run),
+            session_id=run.run_id, model=agent.model,
+            timeout_s=max(1.0, min(self.config.request_timeout_s, remaining)),
         )  # fmt: skip
         step = run.steps + 1
         # Call ids are ours, not the model's: unique per run, so `<run_id>:<call_id>` is a sound idempotency key.
@@ -155,6 +159,24 @@ class AgentRuntime:
             self.store.append_message(run.run_id, agent.name, reply.message)
             self.store.update_run(run.run_id, steps=step, tokens=run.tokens + reply.tokens, wall_s=clock.elapsed())
         return reply
+
+    def _must_retry(self, run: RunRecord, agent: AgentSpec, reply: ModelReply) -> bool:
+        """A reply cut at max_tokens, or text where a tool call was required, is no answer: tell the model, retry.
+
+        The retry is another step, so the step, token and wall budgets still bound it.
+        """
+        if reply.finish_reason != "length" and self._tool_choice(agent, run) != "required":
+            return False
+        why = "was cut off at the token limit" if reply.finish_reason == "length" else "did not call a tool"
+        note = f"Your last reply {why}. Reply with one tool call with short, valid JSON arguments."
+        self.store.append_message(run.run_id, agent.name, {"role": "user", "content": note})
+        return True
+
+    @staticmethod
+    def _tool_choice(agent: AgentSpec, run: RunRecord) -> str:
+        if agent.tool_choice == "required_first":
+            return "required" if run.steps == 0 else "auto"
+        return agent.tool_choice
 
     def _unanswered_calls(self, run_id: str) -> tuple[str, list[dict[str, Any]]]:
         """The agent that made the last assistant message and its tool calls without a result yet."""
@@ -220,7 +242,6 @@ class _Clock:
         return self.before_s + time.monotonic() - self.t0
 
 
-def _paths(files: list[str]) -> list[Any]:
-    from pathlib import Path
-
-    return [Path(f) for f in files]
+def policy_paths(team: AgentTeam) -> list[Path]:
+    """The extra Cedar files the team's specs name (each once)."""
+    return [Path(f) for f in dict.fromkeys(p for a in team.agents for p in a.policies)]

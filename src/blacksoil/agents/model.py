@@ -24,6 +24,8 @@ class ModelReply:
     """prompt_tokens and completion_tokens as reported by the server."""
     model: str | None = None
     latency_s: float = 0.0
+    finish_reason: str | None = None
+    """stop, tool_calls, or length (the reply was cut at max_tokens)."""
 
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
@@ -105,7 +107,8 @@ class ModelClient:
 
     def _reply(self, data: dict[str, Any], latency_s: float) -> ModelReply:
         try:
-            msg = dict(data["choices"][0]["message"])
+            choice = data["choices"][0]
+            msg = dict(choice["message"])
         except (KeyError, IndexError, TypeError):
             raise RetryableError(f"model server at {self.base_url} returned no choices: {str(data)[:300]}") from None
         msg["role"] = "assistant"
@@ -113,7 +116,8 @@ class ModelClient:
         if not msg.get("tool_calls"):
             msg.pop("tool_calls", None)
         usage = {k: int(v) for k, v in (data.get("usage") or {}).items() if isinstance(v, int)}
-        return ModelReply(message=msg, usage=usage, model=data.get("model"), latency_s=latency_s)
+        return ModelReply(message=msg, usage=usage, model=data.get("model"), latency_s=latency_s,
+                          finish_reason=choice.get("finish_reason"))  # fmt: skip
 
     def close(self) -> None:
         self._http.close()

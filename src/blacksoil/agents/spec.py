@@ -41,6 +41,10 @@ class AgentSpec(BaseModel):
     """System message of every run."""
     tools: list[str] = Field(default_factory=list)
     """Tool sets: `manufacturing`, a module path, or `module:function`."""
+    include_tools: list[str] = Field(default_factory=list)
+    """Only these tools of the tool sets (empty = all); fewer tools make small models choose better."""
+    toolset_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Options per named tool set, e.g. {manufacturing: {seed: 3}}."""
     tool_flags: dict[str, ToolFlagsSpec] = Field(default_factory=dict)
     """Per-tool flag overrides for Python tools (e.g. mark a tool requires_approval)."""
     mcp_servers: list[MCPServerSpec] = Field(default_factory=list)
@@ -60,7 +64,8 @@ class AgentSpec(BaseModel):
     tenant: str = "default"
     """Tenant the runs belong to (policy principal, audit, experience)."""
     tool_choice: str = "auto"
-    """`auto` (model may answer) or `required` (every step must call a tool; answer via a `final_answer` tool)."""
+    """`auto` (the model may answer), `required` (every step calls a tool; the run ends via a `final_answer`
+    tool) or `required_first` (the first step must call a tool, later steps may answer)."""
 
     @field_validator("name")
     @classmethod
@@ -72,8 +77,8 @@ class AgentSpec(BaseModel):
     @field_validator("tool_choice")
     @classmethod
     def _choice(cls, v: str) -> str:
-        if v not in ("auto", "required"):
-            raise ValueError(f"tool_choice {v!r} must be 'auto' or 'required'")
+        if v not in ("auto", "required", "required_first"):
+            raise ValueError(f"tool_choice {v!r} must be 'auto', 'required' or 'required_first'")
         return v
 
 

@@ -13,7 +13,8 @@ from blacksoil.agents.config import AgentsConfig
 from blacksoil.agents.mcp_tools import MCPConnection, open_servers
 from blacksoil.agents.multi import final_answer_tool, handoff_tool, worker_tool
 from blacksoil.agents.spec import AgentSpec, AgentTeam
-from blacksoil.agents.tools import Tool, ToolRegistry, load_facts, load_toolset
+from blacksoil.agents.tools import Tool, ToolRegistry, Toolset, open_toolset
+from blacksoil.errors import ConfigError
 
 
 class Toolbox:
@@ -24,7 +25,7 @@ class Toolbox:
         self.config = config
         self._run_worker = run_worker
         self._registries: dict[str, ToolRegistry] = {}
-        self._facts: dict[str, list[Callable[[], dict[str, Any]]]] = {}
+        self._toolsets: dict[str, list[Toolset]] = {}
         self._conns: list[MCPConnection] = []
 
     def registry(self, agent: AgentSpec) -> ToolRegistry:
@@ -34,12 +35,18 @@ class Toolbox:
         return self._registries[agent.name]
 
     def _build(self, agent: AgentSpec) -> ToolRegistry:
-        tools: list[Tool] = []
-        facts = []
-        for ref in agent.tools:
-            tools.extend(load_toolset(ref))
-            if (f := load_facts(ref)) is not None:
-                facts.append(f)
+        from blacksoil.config import settings
+
+        folder = settings().home / "agents" / "toolsets"
+        toolsets = [open_toolset(ref, agent.toolset_options.get(ref), folder / ref) for ref in agent.tools]
+        tools = [t for ts in toolsets for t in ts.tools()]
+        if agent.include_tools:
+            missing = set(agent.include_tools) - {t.name for t in tools}
+            if missing:
+                raise ConfigError(
+                    f"agent {agent.name}: include_tools names {sorted(missing)}, which its tool sets lack"
+                )
+            tools = [t for t in tools if t.name in agent.include_tools]
         if agent.mcp_servers:
             conns, mcp_tools = open_servers(agent.mcp_servers, self.config.tool_timeout_s)
             self._conns.extend(conns)
@@ -49,21 +56,21 @@ class Toolbox:
         tools += [worker_tool(w, self._run_worker) for w in agent.workers]
         if agent.tool_choice == "required":
             tools.append(final_answer_tool())
-        self._facts[agent.name] = facts
+        self._toolsets[agent.name] = toolsets
         return ToolRegistry(tools)
 
-    def facts(self, agent: AgentSpec) -> dict[str, Any]:
-        """World state the policies read (merged from every tool set that provides `policy_facts`)."""
+    def facts(self, agent: AgentSpec, run_id: str) -> dict[str, Any]:
+        """World state the policies read, merged from the agent's tool sets."""
         self.registry(agent)
         merged: dict[str, Any] = {}
-        for f in self._facts[agent.name]:
-            merged.update(f())
+        for ts in self._toolsets[agent.name]:
+            merged.update(ts.facts(run_id))
         return merged
 
-    def visible(self, agent: AgentSpec, guard: Any, user: str | None) -> list[Tool]:
+    def visible(self, agent: AgentSpec, guard: Any, user: str | None, run_id: str) -> list[Tool]:
         """The tools shown to the model: only those the policy may permit for this agent."""
         reg = self.registry(agent)
-        shown = set(guard.visible(agent.name, agent.tenant, user, list(reg), self.facts(agent)))
+        shown = set(guard.visible(agent.name, agent.tenant, user, list(reg), self.facts(agent, run_id)))
         return [t for t in reg if t.name in shown]
 
     def close(self) -> None:

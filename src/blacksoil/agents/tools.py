@@ -11,16 +11,17 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import TypeAdapter, ValidationError, validate_call
 
 from blacksoil.errors import ConfigError, NotFoundError, UserError
 
-#: Short names for tool sets a spec can name; anything else is read as a module path.
+#: Short names for tool sets a spec can name (class path of a Toolset); anything else is read as a module path.
 TOOLSETS: dict[str, str] = {
-    "manufacturing": "blacksoil.factories.manufacturing.tools",
+    "manufacturing": "blacksoil.agents.manufacturing:PlantToolset",
 }
 _TOOL_ATTR = "__blacksoil_tool__"
 _MAX_RESULT_CHARS = 4000
@@ -176,39 +177,71 @@ def _module_functions(mod: ModuleType) -> list[Callable[..., Any]]:
     if hasattr(mod, "TOOLS"):
         return list(mod.TOOLS)
     names = getattr(mod, "__all__", None) or [n for n in dir(mod) if not n.startswith("_")]
-    return [
-        f
-        for n in names
-        if inspect.isfunction(f := getattr(mod, n, None)) and f.__module__ == mod.__name__
-    ]
+    return [f for n in names if inspect.isfunction(f := getattr(mod, n, None)) and f.__module__ == mod.__name__]
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """A named group of tools plus the world facts its policies read (e.g. zones under maintenance)."""
+
+    def tools(self) -> list[Tool]: ...
+
+    def facts(self, run_id: str) -> dict[str, Any]: ...
+
+
+class ModuleToolset:
+    """Typed functions of a module (its TOOLS list or public functions), or one `module:function`."""
+
+    def __init__(self, ref: str) -> None:
+        module_name, _, attr = ref.partition(":")
+        try:
+            mod = importlib.import_module(module_name)
+        except ImportError as e:
+            known = ", ".join(sorted(TOOLSETS))
+            raise NotFoundError(
+                f"tool set {ref!r} not found ({e}); use one of {known} or an importable module"
+            ) from None
+        if attr:
+            obj = getattr(mod, attr, None)
+            if obj is None:
+                raise NotFoundError(f"tool set {ref!r}: module {module_name} has no {attr!r}")
+            fns = list(obj) if isinstance(obj, list | tuple) else [obj]
+        else:
+            fns = _module_functions(mod)
+        if not fns:
+            raise ConfigError(f"tool set {ref!r} has no functions; add typed functions or a TOOLS list")
+        self._tools = [f if isinstance(f, Tool) else function_tool(f) for f in fns]
+        facts = getattr(mod, "policy_facts", None)
+        self._facts: Callable[[], dict[str, Any]] | None = facts if callable(facts) else None
+
+    def tools(self) -> list[Tool]:
+        return list(self._tools)
+
+    def facts(self, run_id: str) -> dict[str, Any]:
+        return dict(self._facts()) if self._facts is not None else {}
+
+
+def open_toolset(ref: str, options: dict[str, Any] | None = None, folder: Path | None = None) -> Toolset:
+    """The tool set a spec names: a short name (`manufacturing`), a module path, or `module:function`.
+
+    Short names map to Toolset classes, built with `options` (e.g. {"seed": 3}) and a state `folder`.
+    """
+    if ref in TOOLSETS:
+        module_name, _, cls_name = TOOLSETS[ref].partition(":")
+        cls = getattr(importlib.import_module(module_name), cls_name)
+        try:
+            ts: Toolset = cls(folder, **(options or {}))
+        except TypeError as e:
+            raise ConfigError(f"bad toolset_options for {ref!r}: {e}; see {TOOLSETS[ref]}") from None
+        return ts
+    if options:
+        raise ConfigError(f"tool set {ref!r} takes no options (only {', '.join(TOOLSETS)} do); remove them")
+    return ModuleToolset(ref)
 
 
 def load_toolset(ref: str) -> list[Tool]:
-    """Tools of a named set (`manufacturing`), a module (`pkg.mod`, its TOOLS or public functions) or `pkg.mod:fn`."""
-    target = TOOLSETS.get(ref, ref)
-    module_name, _, attr = target.partition(":")
-    try:
-        mod = importlib.import_module(module_name)
-    except ImportError as e:
-        known = ", ".join(sorted(TOOLSETS))
-        raise NotFoundError(f"tool set {ref!r} not found ({e}); use one of {known} or an importable module") from None
-    if attr:
-        obj = getattr(mod, attr, None)
-        if obj is None:
-            raise NotFoundError(f"tool set {ref!r}: module {module_name} has no {attr!r}")
-        fns = list(obj) if isinstance(obj, list | tuple) else [obj]
-    else:
-        fns = _module_functions(mod)
-    if not fns:
-        raise ConfigError(f"tool set {ref!r} has no functions; add typed functions or a TOOLS list")
-    return [f if isinstance(f, Tool) else function_tool(f) for f in fns]
-
-
-def load_facts(ref: str) -> Callable[[], dict[str, Any]] | None:
-    """The tool set's `policy_facts()` (world state the policies read, e.g. zones under maintenance), if any."""
-    module_name = TOOLSETS.get(ref, ref).partition(":")[0]
-    fn = getattr(importlib.import_module(module_name), "policy_facts", None)
-    return fn if callable(fn) else None
+    """Tools of a module path or `module:function` (no state folder)."""
+    return ModuleToolset(ref).tools()
 
 
 class ToolRegistry:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-#: One scripted reply: {"content": "..."} or {"calls": [["tool", {args}], ...]} (optionally with "usage").
+#: One scripted reply: {"content": "..."} or {"calls": [["tool", {args}], ...]} (optionally "usage", "finish").
 Step = dict[str, Any]
 
 
@@ -44,7 +44,13 @@ class ScriptedModel:
             "id": "chatcmpl-scripted",
             "object": "chat.completion",
             "model": body.get("model") or "scripted",
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if "calls" in step else "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": step.get("finish", "tool_calls" if "calls" in step else "stop"),
+                }
+            ],
             "usage": {**usage, "total_tokens": sum(usage.values())},
         }
 
