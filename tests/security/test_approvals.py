@@ -9,7 +9,7 @@ from blacksoil.security.approvals import ApprovalStore
 from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Decision, Principal, ToolCallRequest
 
-OP = Principal("plant_operator", "plant", user="alice")
+OP = Principal("op-1", "plant", user="alice", roles=("plant_operator",))
 NEED = Decision("approval_required", ("approval: machine speed above 3000 rpm",), ("mfg-speed-approval",))
 
 
@@ -43,7 +43,7 @@ def test_agent_cannot_self_approve(audit: AuditLog) -> None:
     store = ApprovalStore(audit)
     store.request(_req(3500), NEED)
     with pytest.raises(AuthError, match="own call"):
-        store.approve("c1", by="plant_operator")
+        store.approve("c1", by="op-1")
     with pytest.raises(UserError, match="approver"):
         store.approve("c1", by=" ")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from blacksoil.security.calls import Principal, RunFlags, ToolCallRequest
 from blacksoil.security.guard import Guard
 
-OP = Principal("plant_operator", "plant")
+OP = Principal("op-1", "plant", roles=("plant_operator",))
 
 
 def _req(tool: str, args: dict[str, object], call_id: str) -> ToolCallRequest:
@@ -13,7 +13,7 @@ def _req(tool: str, args: dict[str, object], call_id: str) -> ToolCallRequest:
 
 
 def test_every_decision_is_audited(guard: Guard) -> None:
-    guard.check(_req("read_sensors", {}, "c1"), RunFlags())
+    guard.check(_req("list_machines", {}, "c1"), RunFlags())
     guard.check(_req("disable_safety_interlock", {}, "c2"), RunFlags())
     guard.check(_req("set_machine_speed", {"machine_id": "M1", "rpm": 4000}, "c3"), RunFlags())
     rows = [(e.call_id, e.verdict) for e in guard.audit.query(run_id="run-9", kind="decision")]
@@ -48,6 +48,6 @@ def test_denied_approval_stays_denied(guard: Guard) -> None:
 
 
 def test_execution_is_audited(guard: Guard) -> None:
-    req = _req("read_sensors", {}, "c1")
+    req = _req("list_machines", {}, "c1")
     guard.record_execution(req, ok=True, detail={"sandbox": "not sandboxed"})
     assert guard.audit.query(run_id="run-9", kind="execution")[0].detail == {"sandbox": "not sandboxed"}
