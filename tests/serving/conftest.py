@@ -1,4 +1,4 @@
-"""Fixtures of the serving tests: one real gateway (embedded llama.cpp, default model) per module.
+"""Fixtures of the serving tests: one real gateway (embedded llama.cpp, default model) shared by the modules.
 
 Small, single-threaded engines so the suite stays short on a shared 2-core machine.
 """
@@ -21,7 +21,7 @@ def small_config(**changes: object) -> ServingConfig:
     return ServingConfig.model_validate(base | changes)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gw() -> Iterator[GatewayHandle]:
     """A running gateway over one embedded engine."""
     with gateway(load_settings(), serving=small_config()) as handle:

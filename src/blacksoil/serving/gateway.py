@@ -5,6 +5,7 @@ The route handlers in app.py stay thin; everything a request goes through is rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -171,17 +172,24 @@ class Gateway:
         return plan, body
 
     async def _admit(self, call: Call, body: dict[str, Any]) -> Replica:
-        call.ticket = Ticket(call.id, call.session_id, call.priority)
         self.metrics.waiting.inc()
         try:
-            replica = await self.pool.acquire(call.ticket)
+            for attempt in range(3):
+                ticket = Ticket(call.id, call.session_id, call.priority)
+                replica = await self.pool.acquire(ticket)
+                if replica.engine.alive() or attempt == 2:
+                    break
+                # Its engine died after the last request: requeue; the restart puts the replica back.
+                self.pool.release(ticket, 0.0)
+                self.pool.report_failure(replica.name)
+                await asyncio.sleep(0.1)
         finally:
             self.metrics.waiting.dec()
-        call.replica = replica
+        call.ticket, call.replica = ticket, replica
         call.queue_s = time.perf_counter() - call.arrived
         self.metrics.running.inc()
-        if call.ticket.slot is not None and replica.engine.llamacpp_extensions:
-            body["id_slot"] = call.ticket.slot
+        if ticket.slot is not None and replica.engine.llamacpp_extensions:
+            body["id_slot"] = ticket.slot
         return replica
 
     def _release(self, call: Call, engine_s: float) -> None:

@@ -63,6 +63,7 @@ class ReplicaPool:
         self._lock = threading.RLock()
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Ticket]]] = {}
         self._names = itertools.count()
+        self._checking: set[str] = set()
 
     # -- replica lifecycle (blocking; call from a thread, not the event loop) --
     def start_replica(self, adapter: AdapterVersion | None = None, *, accept_new_sessions: bool = True,
@@ -216,16 +217,27 @@ class ReplicaPool:
 
     # -- failures --
     def report_failure(self, name: str) -> None:
-        """A request saw the engine fail: if its process is dead, restart it in the background."""
+        """A request saw the engine fail: if its process is dead (or dies within 2 s), restart it."""
         with self._lock:
             r = self.replicas.get(name)
-            if r is None or r.status == "restarting" or r.engine.alive():
+            if r is None or r.status == "restarting" or name in self._checking:
+                return
+            self._checking.add(name)
+            if not r.engine.alive():  # take it out of rotation at once, before the next dispatch
+                r.status = "restarting"
+                self.scheduler.set_healthy(name, False)
+        threading.Thread(target=self._check_and_restart, args=(r,), daemon=True, name=f"restart-{name}").start()
+
+    def _check_and_restart(self, r: Replica) -> None:
+        deadline = time.monotonic() + 2.0
+        while r.engine.alive() and time.monotonic() < deadline:  # a SIGKILLed child is reaped a moment later
+            time.sleep(0.02)
+        with self._lock:
+            self._checking.discard(r.name)
+            if r.engine.alive() or r.name not in self.scheduler.replicas:
                 return
             r.status = "restarting"
-            self.scheduler.set_healthy(name, False)
-        threading.Thread(target=self._restart, args=(r,), daemon=True, name=f"restart-{name}").start()
-
-    def _restart(self, r: Replica) -> None:
+            self.scheduler.set_healthy(r.name, False)
         for attempt in range(3):
             try:
                 r.engine.restart()

@@ -1,0 +1,46 @@
+"""An engine killed mid-stream: the stream ends with an error event, the engine restarts, later requests succeed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+import openai
+
+from blacksoil.config import load_settings
+from blacksoil.serving.engine import LlamaCppEngine
+from blacksoil.serving.launch import gateway
+
+from .conftest import small_config
+
+
+def test_engine_killed_mid_stream() -> None:
+    with gateway(load_settings(), serving=small_config(slots=2, concurrency=1, ctx=2048)) as gw:
+        engine = gw.pool.replicas["r0"].engine
+        assert isinstance(engine, LlamaCppEngine) and engine.pid
+        body = {"model": gw.model, "messages": [{"role": "user", "content": "Tell me a long story."}],
+                "max_tokens": 400, "stream": True}
+        events: list[dict[str, object]] = []
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=120) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                events.append(json.loads(line[6:]))
+                if len(events) == 3:
+                    os.kill(engine.pid, signal.SIGKILL)
+        assert "error" in events[-1], events[-1]
+        assert events[-1]["error"]["type"] == "server_unavailable"  # type: ignore[index]
+        assert all("error" not in e for e in events[:-1])
+        client = openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0, timeout=120)
+        t0 = time.monotonic()
+        r2 = client.chat.completions.create(model=gw.model, messages=[{"role": "user", "content": "Hi"}],
+                                            max_tokens=4)
+        assert r2.choices[0].message.content is not None
+        assert engine.restarts == 1 and engine.alive()
+        assert time.monotonic() - t0 < 60
+        health = httpx.get(gw.url + "/health").json()
+        assert health["replicas"][0]["status"] == "ready"
