@@ -37,7 +37,7 @@ class Trajectory:
 
     steps: list[Step] = field(default_factory=list)
     answer: str = ""
-    stopped: str = "answered"  # answered | step_budget | error
+    stopped: str = "answered"  # answered | step_budget | loop | error
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the run file and the learner."""

@@ -18,6 +18,12 @@ from .environments import Environment
 from .tasks import Task
 
 
+def _stuck(steps: list[Step], repeats: int = 3) -> bool:
+    """The same failing tool call `repeats` times in a row: more model calls would only burn the budget."""
+    calls = [s for s in steps if s.kind == "tool"][-repeats:]
+    return len(calls) == repeats and all(s.error and (s.name, s.args) == (calls[0].name, calls[0].args) for s in calls)
+
+
 class OpenAIToolAgent:
     """Drives a chat model with `tools=[...]` through the OpenAI SDK."""
 
@@ -55,6 +61,9 @@ class OpenAIToolAgent:
         ]
         specs = [t.openai() for t in tools.specs]
         for _ in range(min(self.step_budget, task.max_steps)):
+            if _stuck(traj.steps):
+                traj.stopped = "loop"
+                return
             t0 = time.perf_counter()
             resp = self._complete(messages, specs)
             usage = resp.usage

@@ -96,7 +96,13 @@ def calculator(ws: Workspace, expression: str) -> dict[str, Any]:
         raise UserError(f"expression={expression!r} divides by zero") from None
 
 
-def convert_units(ws: Workspace, value: float, from_unit: str, to_unit: str) -> dict[str, Any]:
+Unit = Literal["m", "km", "cm", "mm", "mi", "ft", "in", "kg", "g", "t", "lb", "oz", "s", "min", "h", "day", "l", "ml",
+               "gal", "m3", "C", "F", "K"]
+Table = Literal["material_density_kg_m3", "shipping_rate_usd_per_kg", "part_price_usd", "machine_power_kw",
+                "electricity_usd_per_kwh"]
+
+
+def convert_units(ws: Workspace, value: float, from_unit: Unit, to_unit: Unit) -> dict[str, Any]:
     """Convert a quantity between units of length, mass, time, volume or temperature (C, F, K).
 
     Args:
@@ -117,7 +123,7 @@ def convert_units(ws: Workspace, value: float, from_unit: str, to_unit: str) -> 
     return {"value": round(out, 6), "unit": to_unit}
 
 
-def lookup(ws: Workspace, table: str, key: str) -> dict[str, Any]:
+def lookup(ws: Workspace, table: Table, key: str) -> dict[str, Any]:
     """Look up a value in a reference table (material densities, shipping rates, part prices, power, tariffs).
 
     Args:

@@ -24,7 +24,7 @@ def _split(i: int) -> str:
 
 
 def _conv(v: float, a: str, b: str) -> float:
-    return float(convert_units(_WS, v, a, b)["value"])
+    return float(convert_units(_WS, v, a, b)["value"])  # type: ignore[arg-type]  # units come from literal lists
 
 
 def calc_save(rng: random.Random) -> Task:
