@@ -99,6 +99,13 @@ class TempPostgres:
                 time.sleep(0.5)
         return self
 
+    def new_database(self, name: str) -> str:
+        """Create an empty database `name` on this cluster; returns its URL."""
+        if not name.replace("_", "").isalnum():
+            raise ConfigError(f"database name {name!r} must be letters, digits and underscores")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
     def stop(self) -> None:
         if self.dir is None:
             return
