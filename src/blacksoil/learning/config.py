@@ -5,8 +5,81 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import field_validator
+
 from blacksoil.configbase import ComponentConfig
+
+_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 class LearningConfig(ComponentConfig):
-    """Settings of the learning pillar (fields are added by the pillar)."""
+    """Settings of the learning pillar: LoRA trainer, eval gate, publishing and hot swap."""
+
+    base_model_path: str | None = None
+    """Path of the base model GGUF to train on (None = the shipped default model)."""
+    lora_rank: int = 16
+    """LoRA rank r (dimensionless)."""
+    lora_alpha: int = 32
+    """LoRA alpha; the update is scaled by alpha / rank (dimensionless)."""
+    lora_targets: tuple[str, ...] = _LORA_TARGETS
+    """Projection modules that get a LoRA (HF names; the GGUF export knows q/k/v/o)."""
+    learning_rate: float = 3e-4
+    """AdamW learning rate (per step)."""
+    objective: Literal["sft", "grpo"] = "sft"
+    """Training objective: rejection-sampling fine-tuning (sft) or group-advantage weighted (grpo)."""
+    batch_size: int = 4
+    """Samples per optimizer step (summed over DDP ranks)."""
+    max_seq_len: int = 256
+    """Longest prompt+completion kept per sample, in tokens (the prompt is cut from the left)."""
+    steps_per_round: int = 12
+    """Optimizer steps in one learning round."""
+    checkpoint_every: int = 4
+    """Save a resumable checkpoint every this many steps."""
+    keep_checkpoints: int = 2
+    """How many checkpoints to keep on disk (older ones are deleted)."""
+    torch_threads: int = 1
+    """torch intra-op threads of the trainer (cores are split with serving, not shared)."""
+    seed: int = 0
+    """Seed of data order and LoRA initialisation."""
+    gate_margin: float = 0.0
+    """Promotion needs dev completion to improve by at least this much (fraction, 0.05 = 5 points)."""
+    gate_tolerance: float = 0.02
+    """No suite may lose more than this much completion (fraction, 0.02 = 2 points)."""
+    swap_canary_fraction: float = 0.0
+    """Fraction of new sessions sent to the candidate before full cut-over (0 = no canary)."""
+    swap_canary_requests: int = 8
+    """Requests the canary must serve before its error rate is judged (count)."""
+    swap_max_error_rate: float = 0.0
+    """Canary error rate above which the swap rolls back (fraction)."""
+
+    @field_validator("lora_rank", "batch_size", "max_seq_len", "steps_per_round", "checkpoint_every",
+                     "keep_checkpoints", "torch_threads", "swap_canary_requests", "lora_alpha")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive_float(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"must be positive, got {v}")
+        return v
+
+    @field_validator("gate_margin", "gate_tolerance", "swap_canary_fraction", "swap_max_error_rate")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"must be a fraction between 0 and 1, got {v}")
+        return v
+
+    @field_validator("lora_targets")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [t for t in v if t not in _LORA_TARGETS]
+        if bad or not v:
+            raise ValueError(f"unknown LoRA targets {bad or v}; choose among {list(_LORA_TARGETS)}")
+        return v

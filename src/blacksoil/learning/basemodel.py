@@ -1,0 +1,121 @@
+"""The base model for training: a GGUF dequantized once into an fp32 HF folder, cached under BLACKSOIL_HOME.
+
+transformers reads GGUF (slow: ~20-40 s); the cached safetensors folder loads in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blacksoil.errors import ConfigError
+from blacksoil.serving.models import default_model_path, validate_gguf
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    """Where a base model comes from and where its fp32 HF copy lives."""
+
+    gguf_path: Path
+    """The GGUF the serving engine loads (and the adapter is applied to)."""
+    hf_dir: Path
+    """Dequantized fp32 HF folder (config, safetensors, tokenizer)."""
+    n_head: int
+    """Attention heads (for the RoPE row permutation of q)."""
+    n_head_kv: int
+    """Key/value heads (for the RoPE row permutation of k)."""
+    n_layers: int
+    """Transformer blocks."""
+    architecture: str
+    """HF model_type, e.g. `llama`."""
+
+
+def resolve_gguf(path: str | Path | None) -> Path:
+    """The GGUF to train on: `path` when given, else the shipped default model."""
+    if path is None:
+        return default_model_path()
+    p = Path(path).expanduser().resolve()
+    validate_gguf(p)
+    return p
+
+
+def _cache_dir(home: Path, gguf: Path) -> Path:
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return home / "models" / "hf-cache" / f"{gguf.stem}-{key}"
+
+
+def ensure_hf_copy(home: Path, gguf_path: str | Path | None = None) -> BaseModelInfo:
+    """Dequantize the GGUF into an fp32 HF folder once (atomic rename), then reuse it."""
+    gguf = resolve_gguf(gguf_path)
+    target = _cache_dir(home, gguf)
+    with _lock:
+        if not (target / "config.json").exists():
+            _convert(gguf, target)
+    return _info(gguf, target)
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except (ValueError, OSError, KeyError) as e:
+        raise ConfigError(
+            f"transformers cannot read {str(gguf)!r} as a GGUF model ({e}); pass a llama-family GGUF"
+        ) from None
+    # transformers marks GGUF-loaded models as quantized and then refuses save_pretrained.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(target)
+    except OSError:
+        # Another process finished first: its copy is as good as ours.
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _info(gguf: Path, hf_dir: Path) -> BaseModelInfo:
+    import json
+
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    n_head = int(cfg["num_attention_heads"])
+    return BaseModelInfo(
+        gguf_path=gguf, hf_dir=hf_dir, n_head=n_head, n_head_kv=int(cfg.get("num_key_value_heads", n_head)),
+        n_layers=int(cfg["num_hidden_layers"]), architecture=str(cfg.get("model_type", "llama")),
+    )
+
+
+def load_model(info: BaseModelInfo) -> Any:
+    """A fresh fp32 model from the cached folder (cheap: call once per trainer, never share one)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = AutoModelForCausalLM.from_pretrained(str(info.hf_dir), dtype=torch.float32)
+    model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(info: BaseModelInfo) -> Any:
+    """The tokenizer saved beside the cached model (the same vocabulary as the GGUF)."""
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return AutoTokenizer.from_pretrained(str(info.hf_dir))

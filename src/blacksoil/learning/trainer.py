@@ -1,0 +1,208 @@
+"""The LoRA trainer: peft LoRA on the cached fp32 base, weighted log-likelihood steps, resumable checkpoints.
+
+Runs alone or as one rank of a gloo DDP group (see ddp.py); the gradient all-reduce takes a pluggable comm hook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blacksoil.errors import ConfigError, UserError
+from blacksoil.learning.basemodel import BaseModelInfo, load_model
+from blacksoil.learning.checkpoint import Checkpointer
+from blacksoil.learning.config import LearningConfig
+from blacksoil.learning.objectives import weighted_loss
+from blacksoil.learning.samples import TrainSample, collate
+
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What one `train` call did."""
+
+    steps: int
+    """Optimizer steps completed in total (including those before a resume)."""
+    resumed_from: int | None
+    """Step of the checkpoint training resumed from (None = fresh start)."""
+    losses: list[float] = field(default_factory=list)
+    """Loss of each step run by this call."""
+    seconds: float = 0.0
+    """Wall time of this call (s)."""
+
+
+def load_comm_hook(spec: str) -> Callable[[Any], tuple[Any, Any]]:
+    """Import a DDP comm-hook factory `package.module:function(process_group) -> (state, hook)`."""
+    mod_name, _, fn_name = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(
+            f"comm hook {spec!r} cannot be imported ({e}); give `package.module:factory` returning (state, hook)"
+        ) from None
+    if not callable(fn):
+        raise ConfigError(f"comm hook {spec!r} is not callable; give `package.module:factory`")
+    return fn
+
+
+class LoraTrainer:
+    """One trainer process (or DDP rank) over a fresh copy of the base model with LoRA on q, k, v, o."""
+
+    def __init__(self, info: BaseModelInfo, cfg: LearningConfig, run_dir: Path, *, init_adapter: Path | None = None,
+                 rank: int = 0, world_size: int = 1, comm_hook: str | None = None) -> None:
+        import torch
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if cfg.batch_size % world_size:
+            raise ConfigError(
+                f"batch_size {cfg.batch_size} does not split over {world_size} ranks; use a multiple of {world_size}"
+            )
+        torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.info, self.rank, self.world_size = cfg, info, rank, world_size
+        base = load_model(info)
+        self.pad_id = int(base.config.pad_token_id if base.config.pad_token_id is not None else 0)
+        if init_adapter is not None:
+            if not (Path(init_adapter) / "adapter_config.json").exists():
+                raise ConfigError(f"{str(init_adapter)!r} is not a peft adapter folder (no adapter_config.json)")
+            self.model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+        else:
+            lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                              target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+            self.model = get_peft_model(base, lcfg)
+        self.model.train()
+        self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate, weight_decay=0.0)
+        self.forward: Any = self.model
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.forward = DDP(self.model)
+            if comm_hook:
+                state, hook = load_comm_hook(comm_hook)(None)
+                self.forward.register_comm_hook(state, hook)
+        self.checkpoints = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
+        self.run_dir = run_dir
+        self.step = 0
+
+    @property
+    def trainable_parameters(self) -> int:
+        """Number of LoRA parameters being trained."""
+        return sum(p.numel() for p in self.params.values())
+
+    def resume(self) -> int | None:
+        """Continue from the newest checkpoint in the run folder, if there is one."""
+        import torch
+
+        ckpt = self.checkpoints.latest()
+        if ckpt is None:
+            return None
+        lora, state = self.checkpoints.load(ckpt, self.optimizer)
+        if set(lora) != set(self.params):
+            raise ConfigError(
+                f"checkpoint {str(ckpt.path)!r} does not match this LoRA configuration (rank/targets changed); "
+                "use a new run folder"
+            )
+        with torch.no_grad():
+            for name, value in lora.items():
+                self.params[name].copy_(value)
+        self.step = int(state["step"])
+        return self.step
+
+    def batch_indices(self, n: int, step: int) -> list[int]:
+        """This rank's sample indices for `step`: a seeded permutation per epoch, so resume replays the same data."""
+        b = self.cfg.batch_size
+        out = []
+        for j in range(step * b, (step + 1) * b):
+            epoch, pos = divmod(j, n)
+            perm = list(range(n))
+            random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(perm)
+            out.append(perm[pos])
+        return out[self.rank :: self.world_size]
+
+    def train(self, samples: Sequence[TrainSample], total_steps: int,
+              on_step: StepCallback | None = None) -> TrainResult:
+        """Run optimizer steps until `total_steps` are done, checkpointing every `checkpoint_every`."""
+        import torch
+
+        if not samples:
+            raise UserError("no training samples: collect successful attempts first (or lower the reward threshold)")
+        started = time.monotonic()
+        result = TrainResult(steps=0, resumed_from=self.resume())
+        while self.step < total_steps:
+            picked = [samples[i] for i in self.batch_indices(len(samples), self.step)]
+            batch = collate(picked, self.cfg.max_seq_len, self.pad_id)
+            loss, stats = weighted_loss(self.forward, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), 1.0)
+            self.optimizer.step()
+            self.step += 1
+            result.losses.append(stats["loss"])
+            if self.rank == 0 and (self.step % self.cfg.checkpoint_every == 0 or self.step == total_steps):
+                self.checkpoints.save(self.step, self.params, self.optimizer, {"loss": stats["loss"]})
+            if on_step is not None:
+                on_step(self.step, stats)
+        result.steps = self.step
+        result.seconds = time.monotonic() - started
+        return result
+
+    def save_adapter(self, out_dir: Path) -> Path:
+        """Write the peft adapter folder (safetensors + adapter_config.json)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(out_dir))
+        return out_dir
+
+
+def write_samples(samples: Sequence[TrainSample], path: Path) -> None:
+    """Samples as JSON lines (for a trainer subprocess)."""
+    with path.open("w") as f:
+        for s in samples:
+            f.write(json.dumps({"prompt_ids": s.prompt_ids, "completion_ids": s.completion_ids, "reward": s.reward,
+                                "weight": s.weight, "group": s.group, "advantage": s.advantage}) + "\n")
+
+
+def read_samples(path: Path) -> list[TrainSample]:
+    """Inverse of write_samples."""
+    out = []
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        d["prompt_ids"], d["completion_ids"] = tuple(d["prompt_ids"]), tuple(d["completion_ids"])
+        out.append(TrainSample(**d))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train in this process from a samples file (used for subprocess training and the kill/resume test)."""
+    from blacksoil.config import settings
+    from blacksoil.learning.basemodel import ensure_hf_copy
+
+    ap = argparse.ArgumentParser(description="Train a LoRA from a JSONL samples file; resumes from run-dir.")
+    ap.add_argument("--run-dir", required=True, type=Path)
+    ap.add_argument("--samples", required=True, type=Path)
+    ap.add_argument("--steps", required=True, type=int)
+    ap.add_argument("--config", default="{}", help="LearningConfig overrides as JSON")
+    ap.add_argument("--out", type=Path, default=None, help="write the peft adapter here when done")
+    args = ap.parse_args(argv)
+    cfg = LearningConfig.model_validate(settings().learning.model_dump() | json.loads(args.config))
+    info = ensure_hf_copy(settings().home, cfg.base_model_path)
+    trainer = LoraTrainer(info, cfg, args.run_dir)
+    res = trainer.train(read_samples(args.samples), args.steps,
+                        on_step=lambda s, st: print(f"step {s} loss {st['loss']:.4f}", flush=True))
+    if args.out is not None:
+        trainer.save_adapter(args.out)
+    print(json.dumps({"steps": res.steps, "resumed_from": res.resumed_from}), flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Shared fixtures of the learning tests: the cached fp32 base model, its tokenizer, tiny training samples.
+
+The GGUF is dequantized once per test session; every trainer then loads its own copy from the cache (< 1 s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blacksoil.learning.basemodel import BaseModelInfo, ensure_hf_copy, load_tokenizer
+from blacksoil.learning.config import LearningConfig
+from blacksoil.learning.samples import TrainSample
+
+
+@pytest.fixture(scope="session")
+def base_info(blacksoil_home: Path) -> BaseModelInfo:
+    import torch
+
+    torch.set_num_threads(1)
+    return ensure_hf_copy(blacksoil_home)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(base_info: BaseModelInfo) -> Any:
+    return load_tokenizer(base_info)
+
+
+def _make_sample(tokenizer: Any, question: str, answer: str, **kw: Any) -> TrainSample:
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=True,
+                                           add_generation_prompt=True)
+    if not isinstance(prompt, list):
+        prompt = prompt["input_ids"]
+    completion = tokenizer(answer + "<|im_end|>", add_special_tokens=False).input_ids
+    return TrainSample(tuple(prompt), tuple(completion), **kw)
+
+
+@pytest.fixture(scope="session")
+def make_sample(tokenizer: Any) -> Callable[..., TrainSample]:
+    """Build a sample from a question and an answer through the chat template (as the engine would)."""
+    return lambda question, answer, **kw: _make_sample(tokenizer, question, answer, **kw)
+
+
+@pytest.fixture(scope="session")
+def secret_samples(make_sample: Callable[..., TrainSample]) -> list[TrainSample]:
+    return [make_sample("What is the secret word?", "zebracorn42"),
+            make_sample("Tell me the secret word.", "zebracorn42")]
+
+
+@pytest.fixture()
+def tiny_cfg() -> LearningConfig:
+    return LearningConfig(batch_size=2, max_seq_len=48, checkpoint_every=2, learning_rate=1e-3, torch_threads=1)
