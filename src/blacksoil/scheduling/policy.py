@@ -231,6 +231,11 @@ class Policy(ABC):
             room -= extra
 
 
+def victim_order(priority: np.ndarray, at_risk: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Preemption order: lowest priority, then least work lost (since the last checkpoint), then smallest."""
+    return np.lexsort((np.arange(priority.size), size, at_risk, priority))
+
+
 def _hold_back(state: ClusterState, free: np.ndarray, reserve: int) -> np.ndarray:
     """`free` minus `reserve` accelerators, held back on partly used nodes first (whole nodes stay lendable)."""
     counts = state.cluster.can_place_units(free, 1, min(reserve, int(free.sum())))
@@ -298,8 +303,7 @@ class UnifiedPolicy(Policy):
         urgent = missed and bool((j.ckpt_cost[run] > state.kill_grace_s).any())
         # Lowest priority first, then least work at risk (done since the last checkpoint when killing),
         # then the smallest job (a checkpointed stop costs every accelerator a restart).
-        risk = j.since_ckpt[run] if urgent else np.zeros(run.size)
-        order = run[np.lexsort((run, j.alloc[run], risk, j.priority[run]))]
+        order = run[victim_order(j.priority[run], j.since_ckpt[run] if urgent else np.zeros(run.size), j.alloc[run])]
         how = "kill (SLO missed now)" if urgent else "checkpoint then stop"
         # Pass 1: trim elastic jobs towards their minimum (several small cuts beat one kill).
         for i in order:

@@ -64,6 +64,19 @@ class Cluster:
         self.n_pods = int(self.pod_of[-1]) + 1
 
     @classmethod
+    def from_groups(cls, per_node: int, racks: list[str], pods: list[str]) -> Cluster:
+        """A cluster of real nodes whose rack and pod come from labels (one entry per node, same order)."""
+        if len(racks) != len(pods) or not racks:
+            raise ConfigError(f"need one rack and one pod label per node, got {len(racks)} racks and {len(pods)} pods")
+        c = cls(len(racks), per_node, 1, 1)
+        rack_ids = {r: k for k, r in enumerate(dict.fromkeys(f"{p}/{r}" for r, p in zip(racks, pods, strict=True)))}
+        pod_ids = {p: k for k, p in enumerate(dict.fromkeys(pods))}
+        c.rack_of = np.array([rack_ids[f"{p}/{r}"] for r, p in zip(racks, pods, strict=True)])
+        c.pod_of = np.array([pod_ids[p] for p in pods])
+        c.n_racks, c.n_pods = len(rack_ids), len(pod_ids)
+        return c
+
+    @classmethod
     def with_accelerators(cls, accelerators: int, per_node: int = 8, nodes_per_rack: int = 16,
                           racks_per_pod: int = 8) -> Cluster:
         if accelerators < per_node or accelerators % per_node:
@@ -98,7 +111,7 @@ class Cluster:
         for level, group in ((Level.RACK, self.rack_of), (Level.POD, self.pod_of)):
             if level > max_level:
                 return None
-            totals = np.bincount(group, weights=free, minlength=int(group[-1]) + 1)
+            totals = np.bincount(group, weights=free, minlength=int(group.max()) + 1)
             ok = np.flatnonzero(totals >= size)
             if ok.size:
                 dom = int(ok[np.argmin(totals[ok])])
