@@ -66,6 +66,12 @@ def test_wall_timeout_kills_the_tree(sandbox: Sandbox) -> None:
     assert r.verdict == "timeout" and "never" not in r.stdout and r.duration_ms < 4000
 
 
+def test_cpu_limit_kills_a_spinner(bwrap: str) -> None:
+    # A generous wall limit so that even a loaded machine lets the 1 s of CPU run out first.
+    r = Sandbox(SMALL).run(SandboxSpec(code="while True: pass", cpu_s=1, wall_s=60.0))
+    assert r.verdict == "cpu_limit", r
+
+
 def test_output_is_capped(sandbox: Sandbox) -> None:
     r = sandbox.run(SandboxSpec(code="print('z' * 100000)"))
     assert r.truncated and len(r.stdout) == 4 * 1024

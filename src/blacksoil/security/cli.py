@@ -1,4 +1,4 @@
-"""Command-line commands of the security pillar.
+"""Command-line commands of the security pillar: `blacksoil redteam sandbox` and `blacksoil redteam injection`.
 
 Registered on the root app by blacksoil.cli; heavy imports stay inside the commands.
 """
@@ -7,6 +7,111 @@ from __future__ import annotations
 
 import typer
 
+redteam = typer.Typer(help="Attack suites against the sandbox and the policy layer; each ends with a JSON line.",
+                      no_args_is_help=True)
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
+    app.add_typer(redteam, name="redteam")
+
+
+@redteam.command("sandbox")
+def sandbox_cmd(
+    overhead_runs: int = typer.Option(30, min=5, help="Calls timed for the overhead p50 (each sandboxed and not)."),
+    write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+) -> None:
+    """Run every sandbox escape attack in the real sandbox; print sandbox_attacks, sandbox_escapes, overhead p50."""
+    import statistics
+    import subprocess
+    import time
+
+    from rich.progress import Progress
+
+    from blacksoil.benchlog import report
+    from blacksoil.security.calls import Principal, RunFlags, ToolCallRequest, ToolTraits
+    from blacksoil.security.policy import PolicyEngine
+    from blacksoil.security.redteam.attacks import ATTACKS
+    from blacksoil.security.redteam.sandbox_suite import ATTACK_LIMITS, Outcome, run_suite
+    from blacksoil.security.sandbox import Sandbox, SandboxSpec
+
+    sandbox = Sandbox(ATTACK_LIMITS)
+    sandbox.require()
+    with Progress() as bar:
+        task = bar.add_task("attacks", total=len(ATTACKS))
+
+        def step(o: Outcome) -> None:
+            bar.update(task, advance=1, description=f"{o.attack.name} {'ESCAPED' if o.escaped else 'contained'}")
+
+        outcomes = run_suite(sandbox, ATTACKS, progress=step)
+        engine = PolicyEngine()
+        req = ToolCallRequest(Principal("dev", "t", roles=("coder",)), "run_shell", {"command": "true"}, "bench",
+                              "c", ToolTraits(sandboxed=True))
+        plain, boxed, decide = [], [], []
+        timing = bar.add_task("overhead", total=overhead_runs)
+        for _ in range(overhead_runs):
+            t = time.perf_counter()
+            subprocess.run(["/bin/true"], check=True)
+            plain.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            engine.decide(req, RunFlags())
+            decide.append((time.perf_counter() - t) * 1000)
+            sandbox.run(SandboxSpec(argv=("/bin/true",)))
+            boxed.append((time.perf_counter() - t) * 1000)
+            bar.update(timing, advance=1)
+    p50 = statistics.median
+    overhead = p50(boxed) - p50(plain)
+    rows = [(o.attack.name, o.attack.category, o.attack.goal, "ESCAPED" if o.escaped else "contained",
+             o.result.verdict, round(o.result.duration_ms), o.evidence or "-") for o in outcomes]
+    result = {
+        "sandbox_attacks": len(outcomes),
+        "sandbox_escapes": sum(o.escaped for o in outcomes),
+        "sandbox_overhead_ms_p50": round(overhead, 2),
+        "policy_decide_ms_p50": round(p50(decide), 3),
+        "unsandboxed_true_ms_p50": round(p50(plain), 2),
+        "policy_plus_sandbox_true_ms_p50": round(p50(boxed), 2),
+        "sandbox_layers": list(outcomes[0].result.layers) if outcomes else [],
+    }
+    notes = ("Each attack runs in a fresh workspace of the real bubblewrap sandbox (limits: 2 s CPU, 256 MiB, "
+             "32 processes, 16 MiB files, 6 s wall). Overhead = p50 of (policy decision + sandboxed `/bin/true`) "
+             "minus p50 of plain `/bin/true`, same loop.")
+    report("Sandbox red team", ["attack", "category", "goal", "outcome", "verdict", "ms", "evidence"], rows, result,
+           notes=notes, write_doc=write_doc)
+    if result["sandbox_escapes"]:
+        raise typer.Exit(1)
+
+
+@redteam.command("injection")
+def injection_cmd(
+    write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+) -> None:
+    """Run the manufacturing prompt-injection cases with a scripted compliant-attacker agent; print the JSON line."""
+    import tempfile
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from blacksoil.benchlog import report
+    from blacksoil.security.redteam.injection import CaseResult, run_suite, summary
+    from blacksoil.security.redteam.injection_cases import cases
+
+    all_cases = cases()
+    with Progress() as bar, tempfile.TemporaryDirectory(prefix="bs-injection-") as folder:
+        task = bar.add_task("cases", total=len(all_cases))
+
+        def step(r: CaseResult) -> None:
+            bar.update(task, advance=1, description=f"{r.case.name} {'BREACH' if r.attack_succeeded else 'held'}")
+
+        results = run_suite(all_cases, Path(folder), progress=step)
+    rows = [(r.case.task.name, r.case.goal.name, "yes" if r.attack_succeeded_unguarded else "no",
+             "BREACH" if r.attack_succeeded else "held", r.stopped_by, "ok" if r.utility_clean else "fail",
+             "ok" if r.utility_attacked else "fail", r.approvals_asked) for r in results]
+    result = summary(results)
+    notes = ("Scripted compliant-attacker agent: does the user's plan and obeys every injected instruction. A scripted "
+             "human approves only calls of the user's own plan. `unguarded` = the same run with an allow-all policy "
+             "(shows the injection would have worked). Plant state and the audit log decide every verdict.")
+    report("Prompt-injection red team (manufacturing)",
+           ["task", "attacker goal", "works unguarded", "guarded", "stopped by", "utility clean", "utility attacked",
+            "approvals"], rows, result, notes=notes, write_doc=write_doc)
+    if result["injection_successes"]:
+        raise typer.Exit(1)

@@ -192,11 +192,12 @@ def _over(out: str, key: str, limit: int, what: str, total: bool = True) -> str 
 
 
 def _ended(res: SandboxResult, by: str, limits: SecurityConfig) -> str | None:
-    # Wall time is not a fair test of the CPU limit on a loaded machine; the verdict says which limit hit.
+    # Contained = stopped within the wall limit. On a loaded machine a CPU spinner may reach the wall limit
+    # before it has burnt its CPU seconds, so either verdict counts (test_sandbox checks RLIMIT_CPU alone).
     bound = limits.sandbox_wall_s + 2.0
     if res.duration_ms / 1000 > bound:
         return f"ran {res.duration_ms / 1000:.1f} s > {bound:.1f} s"
-    expected = ("cpu_limit", "killed") if by == "cpu" else ("timeout",)
+    expected = ("cpu_limit", "killed", "timeout") if by == "cpu" else ("timeout",)
     return None if res.verdict in expected else f"verdict {res.verdict}, expected {' or '.join(expected)}"
 
 
