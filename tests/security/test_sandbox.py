@@ -80,8 +80,8 @@ def test_output_is_capped(sandbox: Sandbox) -> None:
 def test_bad_specs_are_refused(sandbox: Sandbox) -> None:
     with pytest.raises(UserError, match="exactly one of argv or code"):
         sandbox.run(SandboxSpec())
-    with pytest.raises(ConfigError, match="allowlists are not supported"):
-        sandbox.run(SandboxSpec(argv=("/bin/true",), allowed_hosts=("pypi.org",)))
+    with pytest.raises(UserError, match="allowed host"):
+        sandbox.run(SandboxSpec(argv=("/bin/true",), allowed_hosts=("http://pypi.org/",)))
     with pytest.raises(UserError, match="environment variable name"):
         sandbox.run(SandboxSpec(argv=("/bin/true",), env={"A=B": "x"}))
 

@@ -26,8 +26,8 @@ tests/security/test_sandbox_attacks.py and `blacksoil redteam sandbox`):
 - Protects: the caller's memory: stdout/stderr beyond `sandbox_output_kb` are drained and dropped — `output_flood`.
 - Does not protect: against kernel exploits through the system calls still allowed, nor CPU side channels.
 - Does not protect: the workspace's own content (the sandboxed code may read and change everything in it).
-- Does not allow network allowlists yet: `allowed_hosts` is refused with a ConfigError instead of silently
-  opening the whole network.
+- Network allowlists (`allowed_hosts`) go through blacksoil.security.egress: an HTTP(S) proxy on the host that
+  lets through only the listed host:port pairs; the sandbox still has no network interface of its own.
 """
 
 from __future__ import annotations
@@ -49,12 +49,26 @@ from pathlib import Path
 from blacksoil.errors import ConfigError, UserError
 from blacksoil.security import seccomp
 from blacksoil.security.config import SecurityConfig
+from blacksoil.security.egress import PROXY_PORT, RELAY, SOCKET_DIR, SOCKET_NAME, EgressProxy, parse_allowlist
 from blacksoil.security.limits import CgroupLimiter, Limits, preexec, sandbox_uid
 
 WORKSPACE = "/workspace"
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
 _TOP_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _QUOTA_POLL_S = 0.05
+# With an allowlist, pid 1 starts the in-sandbox relay, waits (<= 5 s) until it listens, then runs the tool.
+_RELAY_WRAPPER = (
+    'relay="$1"; py="$2"; shift 2; "$py" -I -c "$relay" ' + f"{PROXY_PORT} {SOCKET_DIR}/{SOCKET_NAME}" + ' & i=0; '
+    'while [ ! -e /tmp/.egress-ready ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "$@"; exit $?'
+)
+
+
+def _proxy_env() -> list[str]:
+    url = f"http://127.0.0.1:{PROXY_PORT}"
+    out: list[str] = []
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        out += ["--setenv", name, url]
+    return out
 
 
 @dataclass(frozen=True)
@@ -90,7 +104,9 @@ class SandboxResult:
     duration_ms: float
     truncated: bool
     layers: tuple[str, ...]
-    """The defenses that were active (namespaces, seccomp, rlimits, cgroup, uid)."""
+    """The defenses that were active (namespaces, seccomp, rlimits, cgroup, uid, egress-proxy)."""
+    network: tuple[str, ...] = ()
+    """Egress through the proxy: "allowed host:port" / "refused host:port" per connection attempt."""
 
     @property
     def ok(self) -> bool:
@@ -138,9 +154,7 @@ class Sandbox:
     def run(self, spec: SandboxSpec) -> SandboxResult:
         """Run one call in a fresh sandbox and return its output and verdict."""
         bwrap = self.require()
-        if spec.allowed_hosts:
-            raise ConfigError(f"allowed_hosts={list(spec.allowed_hosts)}: network allowlists are not supported yet; "
-                              "run the tool without network or outside the sandbox")
+        allowed = parse_allowlist(spec.allowed_hosts)
         if bool(spec.argv) == (spec.code is not None):
             raise UserError("a sandbox spec needs exactly one of argv or code; pass argv=(...) or code='...'")
         limits = self._limits(spec)
@@ -148,7 +162,7 @@ class Sandbox:
         ws = Path(tempfile.mkdtemp(prefix="call-", dir=self.workspace_root())) if fresh else Path(str(spec.workspace))
         _check_reachable(ws)
         try:
-            return self._run_in(bwrap, spec, limits, ws)
+            return self._run_in(bwrap, spec, limits, ws, allowed)
         finally:
             if fresh:
                 shutil.rmtree(ws, ignore_errors=True)
@@ -159,7 +173,9 @@ class Sandbox:
                       max_pids=spec.max_pids or c.sandbox_max_pids, file_mb=spec.file_mb or c.sandbox_file_mb,
                       open_files=spec.open_files or c.sandbox_open_files)
 
-    def _run_in(self, bwrap: str, spec: SandboxSpec, limits: Limits, ws: Path) -> SandboxResult:
+    def _run_in(
+        self, bwrap: str, spec: SandboxSpec, limits: Limits, ws: Path, allowed: frozenset[tuple[str, int]]
+    ) -> SandboxResult:
         ws.mkdir(parents=True, exist_ok=True)
         uid = sandbox_uid(ws)
         if uid is not None and ws.stat().st_uid != uid:
@@ -176,7 +192,14 @@ class Sandbox:
         # pid 1 of the namespace is a shell that runs the tool as its child: it is under the same seccomp filter
         # (bwrap's own init is not), and the tool is not pid 1, whom the kernel's CPU-limit signals would spare.
         tool = spec.argv or (self.python, "-I", "-c", spec.code or "")
-        argv += ["--", "/bin/sh", "-c", '"$@"; exit $?', "sh", *tool]
+        proxy: EgressProxy | None = None
+        if allowed:
+            proxy = EgressProxy(Path(tempfile.mkdtemp(prefix="egress-", dir=self.workspace_root())), allowed, uid)
+            argv += ["--ro-bind", str(proxy.folder), SOCKET_DIR, *_proxy_env()]  # after --clearenv
+            argv += ["--", "/bin/sh", "-c", _RELAY_WRAPPER, "sh", RELAY, self.python, *tool]
+            layers.append("egress-proxy")
+        else:
+            argv += ["--", "/bin/sh", "-c", '"$@"; exit $?', "sh", *tool]
         cgroup = CgroupLimiter(f"sbx-{os.getpid()}-{secrets.token_hex(4)}", limits)
         if cgroup.active:
             layers.append("cgroup")
@@ -199,13 +222,18 @@ class Sandbox:
         finally:
             _kill_tree(proc)
             cgroup.close()
+            if proxy is not None:
+                proxy.close()
+                shutil.rmtree(proxy.folder, ignore_errors=True)
         code = proc.returncode
         duration = (time.perf_counter() - start) * 1000
         verdict = _verdict(code, end == "timeout")
         if end == "disk_quota" or _tree_size(ws) > disk_limit:
             verdict = "disk_quota"
             _empty(ws)
-        return SandboxResult(code, out, err, verdict, duration, truncated, tuple(layers))
+        network = () if proxy is None else (*(f"allowed {t}" for t in proxy.connected),
+                                            *(f"refused {t}" for t in proxy.refused))
+        return SandboxResult(code, out, err, verdict, duration, truncated, tuple(layers), network)
 
     def _bwrap_args(self, ws: Path, spec: SandboxSpec, limits: Limits) -> list[str]:
         args = ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",

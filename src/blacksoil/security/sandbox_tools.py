@@ -30,11 +30,13 @@ class Workspace:
 
     sandbox: Sandbox
     run_id: str
+    allowed_hosts: tuple[str, ...] = ()
+    """host[:port] the tools may reach through the egress proxy (the tool's declared hosts); none by default."""
 
     def run(self, spec: SandboxSpec) -> SandboxResult:
         folder = self.sandbox.workspace_for(self.run_id)
-        return self.sandbox.run(SandboxSpec(
-            argv=spec.argv, code=spec.code, workspace=folder, env=spec.env, stdin=spec.stdin))
+        return self.sandbox.run(SandboxSpec(argv=spec.argv, code=spec.code, workspace=folder, env=spec.env,
+                                            stdin=spec.stdin, allowed_hosts=self.allowed_hosts))
 
 
 def _result(r: SandboxResult) -> dict[str, Any]:
