@@ -81,4 +81,19 @@ def broken(x: int) -> int:
     return x // 0
 
 
-TOOLS = [lookup_price, record_entry, slow_entry, keyed_entry, transfer, wipe_ledger, broken]
+@tool(sandboxed=True)
+def probe_host(path: str) -> dict[str, object]:
+    """Report what the tool can see of the host (it runs in the sandbox, alone with its source)."""
+    import os
+    import socket
+
+    try:
+        socket.create_connection(("1.1.1.1", 53), timeout=1).close()
+        net = True
+    except OSError:
+        net = False
+    return {"exists": os.path.exists(path), "env": sorted(os.environ), "cwd": os.getcwd(), "network": net,
+            "pid": os.getpid()}  # fmt: skip
+
+
+TOOLS = [lookup_price, record_entry, slow_entry, keyed_entry, transfer, wipe_ledger, broken, probe_host]

@@ -104,7 +104,7 @@ def test_unknown_agent_role_gets_nothing_state_changing(make_runtime: Any, ledge
     rt, model = make_runtime([{"calls": [["record_entry", {"text": "x"}]]}, {"content": "ok"}], team(clerk(roles=[])))
     r = rt.run("try")
     offered = {t["function"]["name"] for t in model.requests[0]["tools"]}
-    assert offered == {"lookup_price", "broken"}  # deny by default: only read-only tools are open to everyone
+    assert offered == {"lookup_price", "broken", "probe_host"}  # deny by default: only read-only tools are open
     assert not ledger.exists()
     assert "no policy permits" in _tool_messages(rt, r.run_id)[0]["content"]
 

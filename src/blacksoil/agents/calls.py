@@ -138,7 +138,7 @@ class CallExecutor:
         self.guard.record_execution(
             agent=agent.name, tenant=run.tenant, user=run.user_id, tool=tool, arguments=rec.arguments,
             run_id=run.run_id, call_key=rec.idempotency_key, ok=status == "completed",
-            detail={"run_s": round(run_s, 4), "sandboxed": tool.flags.sandboxed},
+            detail=_detail(tool, value, run_s),
         )  # fmt: skip
         flags = self.guard.observe(run.flags, tool)
         with self.store.transaction():
@@ -178,6 +178,14 @@ class CallExecutor:
                           "reasons": rec.reasons, "tool_source": tool.source if tool else None},
             )
         )  # fmt: skip
+
+
+def _detail(tool: Tool, value: Any, run_s: float) -> dict[str, Any]:
+    """What the audit keeps of an execution: time, and the sandbox's verdict for sandboxed tools."""
+    d: dict[str, Any] = {"run_s": round(run_s, 4), "sandboxed": tool.flags.sandboxed}
+    if tool.flags.sandboxed and isinstance(value, dict) and "verdict" in value:
+        d["sandbox_verdict"] = value["verdict"]
+    return d
 
 
 def _parse_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:

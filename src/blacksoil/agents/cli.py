@@ -181,6 +181,31 @@ def deny_cmd(
     _decide(run_id, call_id, False, by, reason, resume, base_url, model, as_json)
 
 
+def bench_agents(
+    spec: str = typer.Option("examples/agents/maintenance.yaml", "--spec", help="Agent spec to measure."),
+    tries: int = typer.Option(20, "--tries", min=1, help="How many runs (each on a fresh plant)."),
+    base_url: str | None = _BASE_URL,
+) -> None:
+    """Run manufacturing maintenance tasks through the gateway and count the runs a checker confirms."""
+    from pathlib import Path
+
+    from blacksoil.agents.bench import run_bench
+    from blacksoil.benchlog import report
+
+    res = run_bench(Path(spec), tries, base_url)
+    rows = [[r["task"], r["status"], r["reason"], r["steps"], r["wall_s"], "yes" if r["success"] else "no",
+             " ".join(r["calls"])[:60]] for r in res.pop("rows")]  # fmt: skip
+    report(
+        f"agent runs on manufacturing maintenance tasks ({spec})",
+        ["task", "status", "reason", "steps", "wall s", "success", "calls"],
+        rows,
+        res,
+        notes="Success = the run completed and the plant holds a maintenance order with the asked machine, kind and "
+        "priority. Default model (SmolLM2-135M Q4_1) through the embedded gateway, constrained tool calls.",
+    )
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
     app.add_typer(agent_app, name="agent")
+    bench.command("agents")(bench_agents)

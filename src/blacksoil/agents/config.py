@@ -31,10 +31,12 @@ class AgentsConfig(ComponentConfig):
     """OpenAI-compatible base URL (ending in /v1) of a running gateway; None starts an embedded one."""
     store_file: str = "agents/runs.sqlite"
     """Run store path relative to settings().home (file name)."""
+    max_string_chars: int = 200
+    """maxLength added to tool string parameters that have none (characters): bounds constrained decoding."""
     tool_timeout_s: float = 60.0
     """Timeout of one MCP tool call (seconds)."""
 
-    @field_validator("max_steps", "max_tokens", "loop_repeat_limit", "completion_max_tokens")
+    @field_validator("max_steps", "max_tokens", "loop_repeat_limit", "completion_max_tokens", "max_string_chars")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

@@ -43,6 +43,7 @@ class Guard:
                     f"policy file {str(p)!r} does not exist; fix the spec's `policies` or security.policy_files"
                 )
         self._roles = {a.name: tuple(a.roles) for a in agents}
+        self._sandbox: Any = None
         self.security = SecurityGuard(PolicyEngine.from_files(files), AuditLog(audit_path) if audit_path else None)
 
     def _principal(self, agent: str, tenant: str, user: str | None) -> Any:
@@ -93,11 +94,20 @@ class Guard:
         return self.security.visible_tools(self._principal(agent, tenant, user), [t.name for t in tools], traits, facts)
 
     def run_sandboxed(self, tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> Any:
-        """Run a tool marked `sandboxed` in the security sandbox; without a sandbox it does not run at all."""
-        raise PolicyDenied(
-            f"tool {tool.name} is marked sandboxed but no sandbox is available in this build; "
-            "it was not run (install bubblewrap and the security sandbox)"
-        )
+        """Run a tool marked `sandboxed` in the security sandbox; a tool the sandbox cannot run does not run at all."""
+        from blacksoil.agents.sandboxed import run_in_sandbox
+        from blacksoil.security.sandbox import Sandbox
+
+        if tool.isolated:
+            return tool.invoke(arguments, ctx)
+        if tool.function is None:
+            raise PolicyDenied(
+                f"tool {tool.name} ({tool.source}) is marked sandboxed but only Python function tools can run in "
+                "the sandbox; it was not run (drop the flag or sandbox the server itself)"
+            )
+        if self._sandbox is None:
+            self._sandbox = Sandbox()
+        return run_in_sandbox(self._sandbox, tool, tool.function, arguments, ctx)
 
     @staticmethod
     def observe(run_flags: dict[str, bool], tool: Tool) -> dict[str, bool]:

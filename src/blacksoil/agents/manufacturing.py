@@ -81,12 +81,13 @@ class PlantToolset:
 
             return invoke
 
+        ids = self._id_enums()
         out = []
         for fn in mfg.TOOLS:
             spec = bind(fn, None)
             out.append(
                 Tool(
-                    name=spec.name, description=spec.description, parameters=_clean(spec.parameters),
+                    name=spec.name, description=spec.description, parameters=_with_ids(spec.name, spec.parameters, ids),
                     flags=ToolFlags(state_changing=spec.name in STATE_CHANGING), invoke=invoker(fn),
                     source=f"python:{fn.__module__}.{fn.__name__}",
                 )
@@ -107,8 +108,32 @@ class PlantToolset:
         }
         return {"zones_under_maintenance": sorted(zones)}
 
+    def _id_enums(self) -> dict[str, list[str]]:
+        """The ids that exist in a fresh plant of this seed (machines, robots, parts, jobs, orders never change)."""
+        from blacksoil.factories.manufacturing.plant import Plant
 
-def _clean(params: dict[str, Any]) -> dict[str, Any]:
-    """The plant schema without its non-standard `nullable` marks (nullable parameters are optional anyway)."""
-    props = {k: {kk: vv for kk, vv in v.items() if kk != "nullable"} for k, v in params["properties"].items()}
+        st = Plant.create(seed=self.seed, overrides=self.overrides).state
+        return {"machine_id": sorted(st["machines"]), "robot_id": sorted(st["robots"]), "part_id": sorted(st["parts"]),
+                "job_ids": sorted(st["jobs"]), "order_id": sorted(st["orders"])}  # fmt: skip
+
+
+#: Parameters whose name matches an id kind but mean another thing (maintenance order ids are made at run time).
+_NOT_IDS = {("close_maintenance_order", "order_id")}
+
+
+def _with_ids(tool: str, params: dict[str, Any], ids: dict[str, list[str]]) -> dict[str, Any]:
+    """The plant schema with id parameters as enums of the ids that exist, and without `nullable` marks.
+
+    An enum lets constrained decoding emit only real ids: the small default model otherwise runs on into
+    strings such as "M3_123456…" until max_tokens (measured).
+    """
+    props = {}
+    for name, prop in params["properties"].items():
+        p = {k: v for k, v in prop.items() if k != "nullable"}
+        if name in ids and (tool, name) not in _NOT_IDS:
+            if p.get("type") == "array":
+                p["items"] = {"type": "string", "enum": ids[name]}
+            else:
+                p["enum"] = ids[name]
+        props[name] = p
     return {**params, "properties": props}

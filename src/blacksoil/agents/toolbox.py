@@ -17,6 +17,23 @@ from blacksoil.agents.tools import Tool, ToolRegistry, Toolset, open_toolset
 from blacksoil.errors import ConfigError
 
 
+def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Copy of `schema` where free strings get `maxLength`: constrained decoding then cannot run on forever."""
+    out = dict(schema)
+    if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
+        out["maxLength"] = limit
+    for key in ("properties", "$defs"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: bound_strings(v, limit) if isinstance(v, dict) else v for k, v in out[key].items()}
+    for key in ("items",):
+        if isinstance(out.get(key), dict):
+            out[key] = bound_strings(out[key], limit)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [bound_strings(v, limit) if isinstance(v, dict) else v for v in out[key]]
+    return out
+
+
 class Toolbox:
     """Per-agent tool registries and the policy facts their tool sets provide."""
 
@@ -52,6 +69,7 @@ class Toolbox:
             self._conns.extend(conns)
             tools.extend(mcp_tools)
         tools = [replace(t, flags=agent.tool_flags[t.name].flags()) if t.name in agent.tool_flags else t for t in tools]
+        tools = [replace(t, parameters=bound_strings(t.parameters, self.config.max_string_chars)) for t in tools]
         tools += [handoff_tool(a) for a in agent.handoffs]
         tools += [worker_tool(w, self._run_worker) for w in agent.workers]
         if agent.tool_choice == "required":

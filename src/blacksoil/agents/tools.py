@@ -22,6 +22,7 @@ from blacksoil.errors import ConfigError, NotFoundError, UserError
 #: Short names for tool sets a spec can name (class path of a Toolset); anything else is read as a module path.
 TOOLSETS: dict[str, str] = {
     "manufacturing": "blacksoil.agents.manufacturing:PlantToolset",
+    "sandbox": "blacksoil.agents.sandboxed:SandboxToolset",
 }
 _TOOL_ATTR = "__blacksoil_tool__"
 _MAX_RESULT_CHARS = 4000
@@ -67,6 +68,10 @@ class Tool:
     """Where it comes from: `python:<module>.<function>` or `mcp:<server>`."""
     reentrant: bool = False
     """Safe to invoke again after a crash with the same idempotency key (the tool deduplicates itself)."""
+    isolated: bool = False
+    """Already runs inside the security sandbox (the `sandbox` tool set): the runtime calls it as it is."""
+    function: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    """The Python function behind a python tool (the sandbox runs its source)."""
 
     def openai_spec(self) -> dict[str, Any]:
         """The `tools` entry of a chat completion request."""
@@ -158,6 +163,7 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None, **flag_ove
         invoke=invoke,
         source=f"python:{fn.__module__}.{fn.__qualname__}",
         reentrant=bool(hidden),
+        function=fn,
     )
 
 
