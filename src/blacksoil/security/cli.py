@@ -9,11 +9,84 @@ import typer
 
 redteam = typer.Typer(help="Attack suites against the sandbox and the policy layer; each ends with a JSON line.",
                       no_args_is_help=True)
+security = typer.Typer(help="Policies and the audit log: dry-run a tool call, query and verify the audit log.",
+                       no_args_is_help=True)
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
     app.add_typer(redteam, name="redteam")
+    app.add_typer(security, name="security")
+
+
+@security.command("check")
+def check_cmd(
+    tool: str = typer.Argument(..., help="Tool name, e.g. set_machine_state."),
+    arguments: str = typer.Option("{}", "--args", help="The call's arguments as a JSON object."),
+    agent: str = typer.Option("agent", help="Agent name (the Cedar principal)."),
+    tenant: str = typer.Option("default", help="Tenant the agent acts for."),
+    role: list[str] = typer.Option([], "--role", help="Cedar role of the agent (repeatable), e.g. plant_operator."),
+    facts: str = typer.Option("{}", help='Facts for context.facts as JSON, e.g. {"zones_under_maintenance": ["S3"]}.'),
+    untrusted: bool = typer.Option(False, help="The run has read outsider-controlled text."),
+    sensitive: bool = typer.Option(False, help="The run has read sensitive data."),
+    policy: list[str] = typer.Option([], help="Extra .cedar file (repeatable) on top of the shipped policies."),
+) -> None:
+    """Dry-run the policy decision for one tool call (nothing runs, nothing is audited)."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from blacksoil.errors import UserError
+    from blacksoil.security.calls import Principal, RunFlags, ToolCallRequest, ToolTraits
+    from blacksoil.security.policy import PolicyEngine
+
+    def obj(text: str, what: str) -> dict[str, object]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{what} {text!r} is not JSON ({e}); pass an object like '{{\"rpm\": 1200}}'") from None
+        if not isinstance(value, dict):
+            raise UserError(f"{what} must be a JSON object, got {type(value).__name__}")
+        return value
+
+    engine = PolicyEngine.from_files(Path(p) for p in policy)
+    req = ToolCallRequest(Principal(agent, tenant, roles=tuple(role)), tool, obj(arguments, "--args"), "dry-run",
+                          "dry-run", ToolTraits(), obj(facts, "--facts"))
+    d = engine.decide(req, RunFlags(untrusted_input=untrusted, sensitive_data=sensitive))
+    Console().print(f"[bold]{d.verdict}[/] policies={list(d.policy_ids)}")
+    for r in d.reasons:
+        Console().print(f"  - {r}", highlight=False)
+
+
+@security.command("audit")
+def audit_cmd(
+    run: str | None = typer.Option(None, help="Only this run id."),
+    agent: str | None = typer.Option(None, help="Only this agent."),
+    tenant: str | None = typer.Option(None, help="Only this tenant."),
+    limit: int = typer.Option(200, min=1, help="At most this many entries (oldest first)."),
+    verify: bool = typer.Option(False, help="Also recompute the hash chain and report whether it is intact."),
+) -> None:
+    """Show audit log entries (arguments redacted), filtered by run, agent and tenant."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from blacksoil.security.audit import AuditLog
+
+    log = AuditLog()
+    table = Table(title="audit log")
+    for h in ("seq", "kind", "verdict", "run", "agent", "tenant", "tool", "arguments", "reasons"):
+        table.add_column(h)
+    for e in log.query(run_id=run, agent=agent, tenant=tenant, limit=limit):
+        table.add_row(str(e.seq), e.kind, e.verdict, e.run_id, e.agent, e.tenant, e.tool,
+                      str(e.arguments)[:60], "; ".join(e.reasons)[:80])
+    console = Console()
+    console.print(table)
+    if verify:
+        ok, why = log.verify()
+        console.print(f"hash chain: {'intact' if ok else 'BROKEN: ' + why} (head {log.head()[:16]})")
+        if not ok:
+            raise typer.Exit(1)
 
 
 @redteam.command("sandbox")

@@ -12,7 +12,7 @@ tests/security/test_sandbox_attacks.py):
   `fork_bomb`.
 - Protects: huge files (RLIMIT_FSIZE) — `disk_fill_one_file`; fd exhaustion (RLIMIT_NOFILE) — `fd_exhaustion`.
 - Protects: when blacksoil runs as root, the call runs as an unused uid (>= 100000) outside the sandbox too, so a
-  namespace escape lands as nobody in particular — `setuid_binary`, `write_host_file_via_proc`.
+  namespace escape lands as nobody in particular — `setuid_binary`, `write_outside_workspace`.
 - Does not protect: when blacksoil runs as an ordinary user, RLIMIT_NPROC counts all of that user's processes
   (the limit is raised by the current count) and no cgroup can be created; rlimits per process still hold.
 - Does not protect: disk bandwidth or page cache use (no I/O cgroup).

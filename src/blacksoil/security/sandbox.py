@@ -12,11 +12,11 @@ tests/security/test_sandbox_attacks.py and `blacksoil redteam sandbox`):
 - Protects: symlinks planted in the workspace are not followed by the host: `read_workspace_file` opens with
   O_NOFOLLOW under the workspace only — `symlink_out_of_workspace`, `symlink_parent_swap`.
 - Protects: /proc shows only the sandbox's own processes (pid namespace); /proc/1 is the sandbox init with an
-  empty environment — `proc_environ`, `proc_root_escape`, `proc_self_mem_parent`.
+  empty environment — `proc_environ`, `proc_root_escape`, `proc_mem_write`.
 - Protects: the network — only a private loopback (network namespace): no egress, no reaching services on the
   host's loopback, no DNS — `egress_tcp`, `host_loopback_service`, `dns_lookup`, `raw_socket`.
 - Protects: secrets in the environment — the process starts from an empty environment plus what the spec passes —
-  `env_secret`, `parent_environ`.
+  `env_secret`, `proc_environ`.
 - Protects: privileges — no capabilities, no_new_privs (setuid binaries do not elevate), no new user namespaces,
   and the seccomp filter of blacksoil.security.seccomp — `setuid_binary`, `unshare_user`, `ptrace_*`, `mount_proc`.
 - Protects: CPU, memory, processes, file size, open files, wall time (blacksoil.security.limits) — `cpu_spin`,

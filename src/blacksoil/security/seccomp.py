@@ -10,7 +10,7 @@ tests/security/test_sandbox_attacks.py):
 - Protects: mount, pivot_root, chroot, kernel modules, kexec, keyrings, bpf, perf_event_open, userfaultfd,
   io_uring, open_by_handle_at (the "shocker" escape) — attacks `mount_proc`, `open_by_handle`, `bpf`, ...
 - Protects: the x32 ABI and foreign architectures (a 32-bit syscall table would bypass the numbers below) —
-  attack `int80_syscall`.
+  attack `foreign_abi_syscall`.
 - Does not protect: on machines that are not x86_64 (the filter is skipped there and the result says so); the
   namespaces, dropped capabilities and no_new_privs still apply.
 - Does not protect: against kernel bugs reachable through the allowed calls (read, write, mmap, ...).

@@ -185,6 +185,14 @@ for name, nr, args in (("bpf", 321, (0, ctypes.addressof(attr), 64)), ("io_uring
                        ("perf", 298, (ctypes.addressof(attr), 0, -1, -1, 0)), ("userfaultfd", 323, (0,)),
                        ("keyctl", 250, (0, -3, 0))):
     if sc(nr, *args) >= 0: win(name)'''),
+    Attack("foreign_abi_syscall", "privileges", "bypass the filter through the x32 and i386 system call tables", '''
+import mmap
+if sc(0x40000000 | 39) > 0: win("x32 getpid")
+# i386 getpid through int 0x80: mov eax, 20; int 0x80; ret
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3]))
+addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+if ctypes.CFUNCTYPE(ctypes.c_int)(addr)() > 0: win("int80 getpid")'''),
     Attack("kernel_modules", "privileges", "load a kernel module or reboot", '''
 if sc(313, 0, 0, 0) == 0 or ctypes.get_errno() not in (1, 9, 38): win("finit_module")
 if sc(169, 0, 0, 0, 0) == 0: win("reboot")'''),
