@@ -53,7 +53,8 @@ from blacksoil.security.egress import PROXY_PORT, RELAY, SOCKET_DIR, SOCKET_NAME
 from blacksoil.security.limits import CgroupLimiter, Limits, preexec, sandbox_uid
 
 WORKSPACE = "/workspace"
-_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime")
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "ssl/certs", "ca-certificates",
+              "ca-certificates.conf")  # public CA certificates, for HTTPS through the egress proxy; never ssl/private
 _TOP_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _QUOTA_POLL_S = 0.05
 # With an allowlist, pid 1 starts the in-sandbox relay, waits (<= 5 s) until it listens, then runs the tool.
@@ -114,7 +115,7 @@ class SandboxResult:
 
 
 class Sandbox:
-    """Runs `SandboxSpec`s under bubblewrap; `available()` / `require()` check the machine first."""
+    """Runs `SandboxSpec`s under bubblewrap; `require()` checks the machine first."""
 
     def __init__(self, config: SecurityConfig | None = None) -> None:
         if config is None:
