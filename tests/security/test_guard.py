@@ -51,3 +51,12 @@ def test_execution_is_audited(guard: Guard) -> None:
     req = _req("list_machines", {}, "c1")
     guard.record_execution(req, ok=True, detail={"sandbox": "not sandboxed"})
     assert guard.audit.query(run_id="run-9", kind="execution")[0].detail == {"sandbox": "not sandboxed"}
+
+
+def test_observe_counts_declared_traits(guard: Guard) -> None:
+    from blacksoil.security.calls import ToolTraits
+
+    # The runtime's own flags say nothing, but list_orders returns outsider-written notes (entities.json).
+    flags = guard.observe(RunFlags(), "list_orders", ToolTraits())
+    assert flags.untrusted_input and not flags.sensitive_data
+    assert not guard.observe(RunFlags(), "list_machines", ToolTraits()).untrusted_input

@@ -75,11 +75,13 @@ class ApprovalStore:
                 raise UserError(f"call id {req.call_id!r} was already requested with other arguments; "
                                 "use a fresh call id for a new call")
             return self.get(req.call_id)
-        self._conn.execute(
-            "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?,'pending',?,NULL,NULL,NULL)",
-            (req.call_id, req.run_id, req.principal.agent, req.principal.tenant, req.tool,
-             json.dumps(redact(req.arguments), sort_keys=True), h, json.dumps(list(decision.reasons)), time.time()),
-        )
+        with self._audit.lock:
+            self._conn.execute(
+                "INSERT INTO approvals VALUES (?,?,?,?,?,?,?,?,'pending',?,NULL,NULL,NULL)",
+                (req.call_id, req.run_id, req.principal.agent, req.principal.tenant, req.tool,
+                 json.dumps(redact(req.arguments), sort_keys=True), h, json.dumps(list(decision.reasons)),
+                 time.time()),
+            )
         self._audit.append("approval", "requested", run_id=req.run_id, call_id=req.call_id,
                            agent=req.principal.agent, tenant=req.principal.tenant, user=req.principal.user,
                            tool=req.tool, arguments=req.arguments, reasons=decision.reasons,
@@ -88,9 +90,10 @@ class ApprovalStore:
 
     def pending(self, run_id: str) -> list[PendingCall]:
         """Calls of this run still waiting for a human."""
-        rows = self._conn.execute(
-            "SELECT call_id FROM approvals WHERE run_id = ? AND status = 'pending' ORDER BY requested_at", (run_id,)
-        ).fetchall()
+        with self._audit.lock:
+            rows = self._conn.execute(
+                "SELECT call_id FROM approvals WHERE run_id = ? AND status = 'pending' ORDER BY requested_at",
+                (run_id,)).fetchall()
         return [self.get(r[0]) for r in rows]
 
     def get(self, call_id: str) -> PendingCall:
@@ -115,9 +118,10 @@ class ApprovalStore:
             raise UserError("an approval decision needs the approver's name; pass --by NAME")
         if by == call.agent:
             raise AuthError(f"agent {by!r} cannot decide on its own call {call_id!r}; a human must approve it")
-        cur = self._conn.execute(
-            "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, note = ? "
-            "WHERE call_id = ? AND status = 'pending'", (status, time.time(), by, note, call_id))
+        with self._audit.lock:
+            cur = self._conn.execute(
+                "UPDATE approvals SET status = ?, decided_at = ?, decided_by = ?, note = ? "
+                "WHERE call_id = ? AND status = 'pending'", (status, time.time(), by, note, call_id))
         if cur.rowcount != 1:
             raise UserError(
                 f"call {call_id!r} was already {call.status} by {call.decided_by}; it cannot be decided twice")
@@ -138,6 +142,7 @@ class ApprovalStore:
         return status
 
     def _row(self, call_id: str) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = self._conn.execute(
-            "SELECT * FROM approvals WHERE call_id = ?", (call_id,)).fetchone()
+        with self._audit.lock:
+            row: tuple[Any, ...] | None = self._conn.execute(
+                "SELECT * FROM approvals WHERE call_id = ?", (call_id,)).fetchone()
         return row

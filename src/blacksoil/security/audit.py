@@ -135,6 +135,11 @@ class AuditLog:
     def connection(self) -> sqlite3.Connection:
         return self._conn
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held around every use of the shared connection (the approval store takes it too)."""
+        return self._lock
+
     def append(
         self,
         kind: str,

@@ -60,6 +60,13 @@ class Guard:
                           agent=req.principal.agent, tenant=req.principal.tenant, user=req.principal.user,
                           tool=req.tool, arguments=req.arguments, detail=detail)
 
+    def observe(self, flags: RunFlags, tool: str, traits: ToolTraits) -> RunFlags:
+        """The run's flags after an executed call, counting what the policy entities declare about the tool too
+        (e.g. list_orders returns outsider-written notes even where the runtime's own flags say nothing)."""
+        grown = flags.copy()
+        grown.observe(self.engine.traits_of(tool, traits))
+        return grown
+
     def visible_tools(
         self, principal: Principal, tools: Sequence[str], traits: Mapping[str, ToolTraits] | None = None,
         facts: Mapping[str, Any] | None = None,
