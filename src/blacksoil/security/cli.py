@@ -5,6 +5,9 @@ Registered on the root app by blacksoil.cli; heavy imports stay inside the comma
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import typer
 
 redteam = typer.Typer(help="Attack suites against the sandbox and the policy layer; each ends with a JSON line.",
@@ -120,17 +123,19 @@ def sandbox_cmd(
         engine = PolicyEngine()
         req = ToolCallRequest(Principal("dev", "t", roles=("coder",)), "run_shell", {"command": "true"}, "bench",
                               "c", ToolTraits(sandboxed=True))
-        plain, boxed, decide = [], [], []
+        plain, boxed, decide, cpu_plain, cpu_boxed = [], [], [], [], []
         timing = bar.add_task("overhead", total=overhead_runs)
         for _ in range(overhead_runs):
-            t = time.perf_counter()
+            c0, t = _cpu_ms(), time.perf_counter()
             subprocess.run(["/bin/true"], check=True)
             plain.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
+            cpu_plain.append(_cpu_ms() - c0)
+            c0, t = _cpu_ms(), time.perf_counter()
             engine.decide(req, RunFlags())
             decide.append((time.perf_counter() - t) * 1000)
             sandbox.run(SandboxSpec(argv=("/bin/true",)))
             boxed.append((time.perf_counter() - t) * 1000)
+            cpu_boxed.append(_cpu_ms() - c0)
             bar.update(timing, advance=1)
     p50 = statistics.median
     overhead = p50(boxed) - p50(plain)
@@ -140,18 +145,64 @@ def sandbox_cmd(
         "sandbox_attacks": len(outcomes),
         "sandbox_escapes": sum(o.escaped for o in outcomes),
         "sandbox_overhead_ms_p50": round(overhead, 2),
+        "sandbox_overhead_cpu_ms_p50": round(p50(cpu_boxed) - p50(cpu_plain), 2),
         "policy_decide_ms_p50": round(p50(decide), 3),
         "unsandboxed_true_ms_p50": round(p50(plain), 2),
         "policy_plus_sandbox_true_ms_p50": round(p50(boxed), 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "sandbox_layers": list(outcomes[0].result.layers) if outcomes else [],
     }
+    image = _plot(plain, boxed, outcomes)
     notes = ("Each attack runs in a fresh workspace of the real bubblewrap sandbox (limits: 2 s CPU, 256 MiB, "
              "32 processes, 16 MiB files, 6 s wall). Overhead = p50 of (policy decision + sandboxed `/bin/true`) "
-             "minus p50 of plain `/bin/true`, same loop.")
+             "minus p50 of plain `/bin/true`, same loop; the CPU variant counts CPU time of this process and its "
+             "children, which a loaded machine inflates much less than wall time.")
     report("Sandbox red team", ["attack", "category", "goal", "outcome", "verdict", "ms", "evidence"], rows, result,
-           notes=notes, write_doc=write_doc)
+           notes=notes, write_doc=write_doc, images=[image] if image and write_doc else [])
     if result["sandbox_escapes"]:
         raise typer.Exit(1)
+
+
+def _cpu_ms() -> float:
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) * 1000
+
+
+def _plot(plain: list[float], boxed: list[float], outcomes: list[Any]) -> str | None:
+    """docs/img/sandbox_redteam.png: call latency with and without the sandbox, and time per attack category."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blacksoil.benchlog import docs_path
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.hist([plain, boxed], bins=30, label=["plain /bin/true", "policy + sandbox"])
+    a.set_xlabel("ms per call")
+    a.set_ylabel("calls")
+    a.legend()
+    a.set_title("tool call latency")
+    cats = sorted({o.attack.category for o in outcomes})
+    for i, c in enumerate(cats):
+        ms = [o.result.duration_ms for o in outcomes if o.attack.category == c]
+        b.scatter([i] * len(ms), ms, alpha=0.6)
+    b.set_xticks(range(len(cats)), cats)
+    b.set_yscale("log")
+    b.set_ylabel("ms per attack (log)")
+    b.set_title(f"{len(outcomes)} attacks, {sum(o.escaped for o in outcomes)} escapes")
+    fig.tight_layout()
+    path = docs_path().parent / "img" / "sandbox_redteam.png"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    except OSError:
+        return None
+    finally:
+        plt.close(fig)
+    return "img/sandbox_redteam.png"
 
 
 @redteam.command("injection")
