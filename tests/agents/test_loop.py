@@ -176,3 +176,12 @@ def test_required_tool_choice_ends_with_final_answer(make_runtime: Any, ledger: 
     r = rt.run("answer via the tool")
     assert (r.status, r.answer, r.steps) == ("completed", "42", 2)
     assert model.requests[0]["tool_choice"] == "required"
+
+
+def test_stop_at_tools_and_include_tools(make_runtime: Any, ledger: Path) -> None:
+    spec = clerk(include_tools=["record_entry", "lookup_price"], stop_at_tools=["record_entry"])
+    script = [{"calls": [["lookup_price", {"item": "nut"}]]}, {"calls": [["record_entry", {"text": "nut=7"}]]}]
+    rt, model = make_runtime(script, team(spec))
+    r = rt.run("price a nut and record it")
+    assert [t["function"]["name"] for t in model.requests[0]["tools"]] == ["record_entry", "lookup_price"]
+    assert (r.status, r.answer, r.steps, len(model.requests)) == ("completed", "recorded nut=7", 2, 2)

@@ -135,6 +135,8 @@ class CallExecutor:
             final, value = value.text, "done"
         run_s = time.monotonic() - t0
         text = result_text(value)
+        if status == "completed" and tool.name in agent.stop_at_tools:
+            final = text
         self.guard.record_execution(
             agent=agent.name, tenant=run.tenant, user=run.user_id, tool=tool, arguments=rec.arguments,
             run_id=run.run_id, call_key=rec.idempotency_key, ok=status == "completed",

@@ -43,6 +43,8 @@ class AgentSpec(BaseModel):
     """Tool sets: `manufacturing`, a module path, or `module:function`."""
     include_tools: list[str] = Field(default_factory=list)
     """Only these tools of the tool sets (empty = all); fewer tools make small models choose better."""
+    stop_at_tools: list[str] = Field(default_factory=list)
+    """When one of these tools succeeds the run completes and its result is the answer (no further model call)."""
     toolset_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Options per named tool set, e.g. {manufacturing: {seed: 3}}."""
     tool_flags: dict[str, ToolFlagsSpec] = Field(default_factory=dict)

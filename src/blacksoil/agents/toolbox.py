@@ -63,7 +63,8 @@ class Toolbox:
                 raise ConfigError(
                     f"agent {agent.name}: include_tools names {sorted(missing)}, which its tool sets lack"
                 )
-            tools = [t for t in tools if t.name in agent.include_tools]
+            by_name = {t.name: t for t in tools}
+            tools = [by_name[n] for n in agent.include_tools]  # the spec's order is the order the model sees
         if agent.mcp_servers:
             conns, mcp_tools = open_servers(agent.mcp_servers, self.config.tool_timeout_s)
             self._conns.extend(conns)
