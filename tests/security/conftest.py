@@ -40,8 +40,13 @@ def bwrap() -> str:
     """Path of bubblewrap, installed from apt on a fresh machine where we may (root, apt-get present)."""
     found = shutil.which("bwrap")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "bubblewrap"], capture_output=True, timeout=300)
-        found = shutil.which("bwrap")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "install", "-y", "-q", "bubblewrap"], ["apt-get", "update", "-q"],
+                    ["apt-get", "install", "-y", "-q", "bubblewrap"]):
+            subprocess.run(cmd, capture_output=True, timeout=300, env=env)
+            found = shutil.which("bwrap")
+            if found:
+                break
     if found is None:
         pytest.fail("bubblewrap is missing: run `sudo apt-get install -y bubblewrap` (the sandbox needs it)")
     return found

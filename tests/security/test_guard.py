@@ -60,3 +60,12 @@ def test_observe_counts_declared_traits(guard: Guard) -> None:
     flags = guard.observe(RunFlags(), "list_orders", ToolTraits())
     assert flags.untrusted_input and not flags.sensitive_data
     assert not guard.observe(RunFlags(), "list_machines", ToolTraits()).untrusted_input
+
+
+def test_sandbox_verdict_is_audited(guard: Guard) -> None:
+    from blacksoil.security.sandbox import SandboxResult
+
+    req = _req("run_python", {"code": "while True: pass"}, "c9")
+    guard.record_sandbox(req, SandboxResult(-24, "", "", "cpu_limit", 2010.0, False, ("namespaces", "seccomp")))
+    (row,) = guard.audit.query(run_id="run-9", kind="sandbox")
+    assert row.verdict == "cpu_limit" and row.detail["layers"] == ["namespaces", "seccomp"]

@@ -21,6 +21,7 @@ from blacksoil.security.approvals import ApprovalStore, PendingCall
 from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Decision, Principal, RunFlags, ToolCallRequest, ToolTraits, Verdict
 from blacksoil.security.policy import PolicyEngine
+from blacksoil.security.sandbox import SandboxResult
 
 __all__ = [
     "Decision", "Guard", "PendingCall", "PolicyEngine", "Principal", "RunFlags", "ToolCallRequest", "ToolTraits",
@@ -59,6 +60,15 @@ class Guard:
         self.audit.append("execution", "ok" if ok else "error", run_id=req.run_id, call_id=req.call_id,
                           agent=req.principal.agent, tenant=req.principal.tenant, user=req.principal.user,
                           tool=req.tool, arguments=req.arguments, detail=detail)
+
+    def record_sandbox(self, req: ToolCallRequest, result: SandboxResult) -> None:
+        """Audit how a sandboxed call ended (verdict, active layers, network use) beside its decision."""
+        self.audit.append("sandbox", result.verdict, run_id=req.run_id, call_id=req.call_id,
+                          agent=req.principal.agent, tenant=req.principal.tenant, user=req.principal.user,
+                          tool=req.tool, arguments=req.arguments,
+                          detail={"exit_code": result.exit_code, "duration_ms": round(result.duration_ms, 1),
+                                  "truncated": result.truncated, "layers": list(result.layers),
+                                  "network": list(result.network)})
 
     def observe(self, flags: RunFlags, tool: str, traits: ToolTraits) -> RunFlags:
         """The run's flags after an executed call, counting what the policy entities declare about the tool too
