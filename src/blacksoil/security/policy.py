@@ -4,8 +4,8 @@ Deny by default; forbid policies annotated `@approval("why")` turn a permitted c
 
 What this protects, and what it does not (tests in tests/security/test_policy.py):
 - Protects: any call no permit policy matches is denied — test_deny_by_default.
-- Protects: a forbid policy that errors (argument missing, wrong type, e.g. rpm="99999" or rpm=1e9 as float) denies
-  the call; plain Cedar silently skips erroring policies, which would fail open — test_type_confusion_fails_closed.
+- Protects: a policy that errors (argument missing or of the wrong type, e.g. rpm="99999") denies the call; plain
+  Cedar silently skips erroring policies, which would fail open — test_type_confusion_fails_closed.
 - Protects: float arguments cannot slip past integer comparisons (floats become whole numbers rounded up, or
   the call is denied when they do not fit) — test_float_argument_rounds_up.
 - Protects: an agent whose entity belongs to another tenant than the run's tenant is denied —
