@@ -49,3 +49,23 @@ def test_bench_replay_prints_json_last(tmp_path: Path, monkeypatch: pytest.Monke
     assert "Experience replay and store" in doc.read_text()
     r = CliRunner().invoke(app, ["bench", "replay", "--items", "10", "--batch", "256"])
     assert r.exit_code != 0 and "items" in str(r.exception)
+
+
+def test_import_gateway_jsonl(tmp_path: Path) -> None:
+    from blacksoil.serving.sink import JsonlSink
+
+    path = tmp_path / "experience.jsonl"
+    sink = JsonlSink(path)
+    ev = ExperienceEvent(kind="model_call", tenant="imp", messages=[{"role": "user", "content": "mail a.b@gmail.com"}])
+    sink.emit(ev)
+    sink.close()
+    runner = CliRunner()
+    r = runner.invoke(app, ["experience", "import", str(path)])
+    assert r.exit_code == 0 and "read 1 events, 1 new" in r.output
+    r = runner.invoke(app, ["experience", "import", str(path)])
+    assert "read 1 events, 0 new" in r.output
+    r = runner.invoke(app, ["experience", "export", "--tenant", "imp", "--out", str(tmp_path / "o.jsonl")])
+    assert "<EMAIL_ADDRESS>" in (tmp_path / "o.jsonl").read_text()
+    path.write_text("not json\n")
+    r = runner.invoke(app, ["experience", "import", str(path)])
+    assert r.exit_code != 0 and "not an ExperienceEvent" in str(r.exception)

@@ -21,15 +21,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-import spacy
-from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.nlp_engine import SpacyNlpEngine
-from presidio_anonymizer import AnonymizerEngine
-from presidio_anonymizer.entities import OperatorConfig
-from presidio_anonymizer.operators.aes_cipher import AESCipher
-
 from blacksoil.contracts import ExperienceEvent
 from blacksoil.errors import ConfigError
+from blacksoil.experience.presidio_offline import (
+    AESCipher,
+    AnalyzerEngine,
+    AnonymizerEngine,
+    OperatorConfig,
+    RecognizerRegistry,
+    RecognizerResult,
+    SpacyNlpEngine,
+    blank_english,
+)
 from blacksoil.experience.recognizers import custom_recognizers, is_part_number, presidio_recognizers
 
 Mode = Literal["redact", "encrypt"]
@@ -55,7 +58,7 @@ class BlankSpacyNlpEngine(SpacyNlpEngine):
         super().__init__(models=[{"lang_code": "en", "model_name": "blank:en"}])
 
     def load(self) -> None:
-        self.nlp = {"en": spacy.blank("en")}  # type: ignore[assignment]
+        self.nlp = {"en": blank_english()}  # type: ignore[assignment]
 
 
 def build_analyzer() -> AnalyzerEngine:

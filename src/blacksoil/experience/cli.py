@@ -24,7 +24,7 @@ def _store() -> ExperienceStore:
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
-    exp = typer.Typer(help="Experience store: stats, export, purge, PII evaluation.", no_args_is_help=True)
+    exp = typer.Typer(help="Experience store: stats, export, import, purge, PII evaluation.", no_args_is_help=True)
     app.add_typer(exp, name="experience")
 
     @exp.command("stats")
@@ -55,6 +55,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         store = _store()
         n = store.tenant(tenant).export(out, fmt)
         typer.echo(f"wrote {n} rows to {out}")
+        store.close()
+
+    @exp.command("import")
+    def import_(jsonl: Path = typer.Argument(..., help="JSONL file written by the gateway's JsonlSink.")) -> None:
+        """Anonymize and import a JSONL experience file into the store (idempotent by event_id)."""
+        store = _store()
+        read, new = store.import_jsonl(jsonl)
+        typer.echo(f"read {read} events, {new} new")
         store.close()
 
     @exp.command("purge")

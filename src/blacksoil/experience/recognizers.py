@@ -11,15 +11,17 @@ from functools import lru_cache
 from typing import Any
 
 import tldextract
-from presidio_analyzer import EntityRecognizer, RecognizerResult
-from presidio_analyzer.nlp_engine import NlpArtifacts
-from presidio_analyzer.predefined_recognizers import (
+
+from blacksoil.experience.presidio_offline import (
     CreditCardRecognizer,
     CryptoRecognizer,
     EmailRecognizer,
+    EntityRecognizer,
     IbanRecognizer,
     IpRecognizer,
+    NlpArtifacts,
     PhoneRecognizer,
+    RecognizerResult,
     UsSsnRecognizer,
 )
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session as OrmSession
 
 from blacksoil.contracts import ExperienceEvent
-from blacksoil.errors import ConfigError, RetryableError
+from blacksoil.errors import ConfigError, NotFoundError, RetryableError
 from blacksoil.experience.anonymizer import Anonymizer
 from blacksoil.experience.config import ExperienceConfig
 from blacksoil.experience.models import ModelCall, Reward, Tenant, ToolStep
@@ -112,6 +112,30 @@ class ExperienceStore:
     def ingest_many(self, events: Sequence[ExperienceEvent]) -> int:
         """Anonymize and commit a batch in one transaction; returns how many were new."""
         return self.write_anonymized([self.anonymizer.anonymize_event(e) for e in events])
+
+    def import_jsonl(self, path: Path, batch: int = 200) -> tuple[int, int]:
+        """Move a JSONL sink's file (the gateway's default) into the store: (events read, events new)."""
+        import json
+
+        if not path.is_file():
+            raise NotFoundError(f"experience file {path} does not exist; pass the gateway's JSONL sink file")
+        read = new = 0
+        pending: list[ExperienceEvent] = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    pending.append(ExperienceEvent.from_dict(json.loads(line)))
+                except (json.JSONDecodeError, TypeError) as e:
+                    raise ConfigError(f"{path}:{lineno} is not an ExperienceEvent JSON line ({e})") from None
+                read += 1
+                if len(pending) >= batch:
+                    new += self.ingest_many(pending)
+                    pending = []
+        if pending:
+            new += self.ingest_many(pending)
+        return read, new
 
     def write_anonymized(self, events: Sequence[ExperienceEvent]) -> int:
         """Commit events that already went through the anonymizer (idempotent by event_id)."""
