@@ -119,3 +119,24 @@ def load_tokenizer(info: BaseModelInfo) -> Any:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return AutoTokenizer.from_pretrained(str(info.hf_dir))
+
+
+def info_from_gguf(gguf_path: str | Path | None = None) -> BaseModelInfo:
+    """Shape facts read from the GGUF header alone (no dequantization): enough to export a LoRA for it."""
+    import gguf
+
+    path = resolve_gguf(gguf_path)
+    reader = gguf.GGUFReader(str(path))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+
+    def _int(key: str) -> int:
+        field = reader.fields.get(f"{arch}.{key}")
+        if field is None:
+            raise ConfigError(f"GGUF {str(path)!r} lacks {arch}.{key}; pass a complete llama-family model")
+        return int(field.parts[-1][0])
+
+    n_head = _int("attention.head_count")
+    kv = reader.fields.get(f"{arch}.attention.head_count_kv")
+    return BaseModelInfo(gguf_path=path, hf_dir=Path(), n_head=n_head,
+                         n_head_kv=int(kv.parts[-1][0]) if kv is not None else n_head,
+                         n_layers=_int("block_count"), architecture=arch)

@@ -1,4 +1,4 @@
-"""Command-line commands of the learning pillar.
+"""Command-line commands of the learning pillar: `learn`, `adapters list`, `bench swap`.
 
 Registered on the root app by blacksoil.cli; heavy imports stay inside the commands.
 """
@@ -7,6 +7,78 @@ from __future__ import annotations
 
 import typer
 
+adapters_app = typer.Typer(help="Published LoRA adapter versions (immutable).", no_args_is_help=True)
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
+    app.add_typer(adapters_app, name="adapters")
+    app.command("learn")(learn)
+    bench.command("swap")(bench_swap)
+
+
+@adapters_app.command("list")
+def adapters_list(
+    model: str = typer.Option(None, help="Base model name (default: the registry's default model)."),
+) -> None:
+    """List adapter versions of a base model: status, parent, dev metrics, files."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from blacksoil.config import settings
+    from blacksoil.learning.adapters import AdapterStore
+    from blacksoil.serving.models import ModelRegistry
+
+    s = settings()
+    name = model or ModelRegistry(s.home).default_name()
+    versions = AdapterStore(s.home, name).list()
+    table = Table(title=f"adapters of {name}")
+    for h in ("version", "status", "parent", "created", "metrics", "gguf"):
+        table.add_column(h)
+    import datetime as dt
+
+    for v in versions:
+        table.add_row(v.version, v.status, v.parent or "base",
+                      dt.datetime.fromtimestamp(v.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M"),
+                      ", ".join(f"{k}={x:.2f}" for k, x in sorted(v.metrics.items())), str(v.gguf_path))
+    Console().print(table if versions else f"no adapters published for {name} yet; run `blacksoil learn`")
+
+
+def learn(
+    rounds: int = typer.Option(1, min=1, help="Learning rounds: collect → replay → train → gate → publish → swap."),
+    suites: str = typer.Option("tools-basic,manufacturing", help="Comma-separated AgentScore suites to learn on."),
+    attempts: int = typer.Option(2, min=1, help="Attempts per train task per round (sampled at --temperature)."),
+    tasks_per_suite: int = typer.Option(4, min=1, help="Train tasks per suite attempted each round."),
+    gate_tasks: int = typer.Option(4, min=1, help="Dev tasks per suite the eval gate scores."),
+    steps: int = typer.Option(None, help="Optimizer steps per round (default: learning.steps_per_round)."),
+    temperature: float = typer.Option(0.7, min=0.0, help="Sampling temperature of collection attempts."),
+    demos: bool = typer.Option(True, help="Seed replay with oracle demonstrations of train tasks."),
+    demo: bool = typer.Option(False, "--demo", help="Closed-loop demo: test-split baseline, rounds, test again."),
+    test_tasks: int = typer.Option(None, help="With --demo: test tasks per suite (default: all)."),
+) -> None:
+    """Improve the served model from its own experience, without downtime (see `blacksoil adapters list`)."""
+    from blacksoil.learning.loop import LoopOptions, run_demo, run_learning
+
+    opts = LoopOptions(suites=tuple(x.strip() for x in suites.split(",") if x.strip()), attempts=attempts,
+                       tasks_per_suite=tasks_per_suite, gate_tasks=gate_tasks, steps=steps,
+                       temperature=temperature, demos=demos)
+    if demo:
+        run_demo(rounds, opts, test_tasks=test_tasks)
+    else:
+        run_learning(rounds, opts)
+
+
+def bench_swap(
+    sessions: int = typer.Option(4, min=1, help="Concurrent streaming agent sessions."),
+    swaps: int = typer.Option(3, min=1, help="Adapter swaps during the load."),
+    canary: bool = typer.Option(False, help="Run a canary phase before each cut-over."),
+) -> None:
+    """Hot-swap adapters under continuous load; `failed` must be 0."""
+    from blacksoil import benchlog
+    from blacksoil.learning.bench import run_swap_bench
+
+    res = run_swap_bench(sessions=sessions, swaps=swaps, canary=canary)
+    keys = ("requests", "failed", "swaps", "swap_visible_s_max", "itl_p99_ms_during_swap", "itl_p99_ms_steady")
+    benchlog.report("Hot swap under load", ["metric", "value"], [[k, res[k]] for k in keys], res,
+                    notes=f"{sessions} streaming sessions, {swaps} blue/green swaps of random small LoRA adapters "
+                          f"(canary={canary}); served version after the run: {res['served_version']}.")

@@ -1,0 +1,113 @@
+"""Experience collection for learning: agents attempt AgentScore train tasks through the gateway, several
+attempts per task, and every model call the gateway captures is grouped by the attempt's session.
+
+The capture sink keeps the events of learning sessions in memory (and forwards every event to the platform's
+sink when one is given), so the learner sees the engine's exact completion token ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blacksoil.contracts import ExperienceEvent, ExperienceSink
+from blacksoil.errors import ConfigError
+
+
+@dataclass
+class Attempt:
+    """One agent attempt at one task, with its reward and the model calls it made."""
+
+    task_id: str
+    suite: str
+    trial: int
+    session_id: str
+    reward: float
+    passed: bool
+    adapter_version: str | None
+    calls: list[ExperienceEvent] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    def trajectory(self) -> dict[str, Any]:
+        """The record prioritized replay ranks (see experience.priorities)."""
+        return {"session_id": self.session_id, "task_id": self.task_id, "reward": self.reward,
+                "failed": not self.passed, "created_at": self.created_at, "adapter_version": self.adapter_version,
+                "content_hash": None}
+
+
+class CaptureSink:
+    """ExperienceSink that keeps model calls per session (thread-safe) and forwards to another sink."""
+
+    def __init__(self, forward: ExperienceSink | None = None) -> None:
+        self.forward = forward
+        self._by_session: dict[str, list[ExperienceEvent]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def emit(self, event: ExperienceEvent) -> None:
+        if self.forward is not None:
+            self.forward.emit(event)
+        if event.kind == "model_call" and event.session_id:
+            with self._lock:
+                self._by_session[event.session_id].append(event)
+
+    def take(self, session_id: str) -> list[ExperienceEvent]:
+        """The session's model calls, in order, removed from memory."""
+        with self._lock:
+            return self._by_session.pop(session_id, [])
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.close()
+
+
+def session_agent(base_url: str, model: str, session_id: str, temperature: float) -> Any:
+    """AgentScore's LLM agent, tagging each call with the session id and sampling at `temperature`."""
+    from blacksoil.agentscore.llm_agent import OpenAIToolAgent
+
+    class _SessionAgent(OpenAIToolAgent):
+        def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+            import openai
+
+            from blacksoil.config import settings
+            from blacksoil.errors import RetryableError, UserError
+
+            try:
+                return self.client.chat.completions.create(
+                    model=self.model, messages=messages, tools=tools,  # type: ignore[arg-type]
+                    max_tokens=settings().agentscore.max_tokens, temperature=temperature, user=session_id,
+                )
+            except openai.APIConnectionError as e:
+                raise RetryableError(f"gateway {self.client.base_url} unreachable ({e})") from None
+            except openai.APIStatusError as e:
+                raise UserError(f"gateway {self.client.base_url} answered {e.status_code}: {e.message}") from None
+
+    return _SessionAgent(base_url, model)
+
+
+def collect(gw: Any, sink: CaptureSink, suites: Sequence[str], *, attempts: int, temperature: float,
+            tasks_per_suite: int | None = None, adapter_version: str | None = None,
+            on_attempt: Callable[[Attempt], None] | None = None) -> list[Attempt]:
+    """Run `attempts` attempts of each train task of `suites` through the gateway `gw`."""
+    from blacksoil.agentscore import api
+
+    if attempts < 1:
+        raise ConfigError(f"attempts={attempts} must be at least 1")
+    out = []
+    for suite in suites:
+        tasks = api.list_tasks(suite, "train")
+        for task in tasks[:tasks_per_suite] if tasks_per_suite else tasks:
+            for trial in range(attempts):
+                sid = f"learn-{task.id}-{trial}-{uuid.uuid4().hex[:8]}"
+                agent = session_agent(gw.openai_base_url, gw.model, sid, temperature)
+                ep = api.run_task(agent, task, trial)
+                a = Attempt(task.id, suite, trial, sid, float(ep.reward), bool(ep.passed), adapter_version,
+                            sink.take(sid))
+                out.append(a)
+                if on_attempt is not None:
+                    on_attempt(a)
+    return out

@@ -1,0 +1,78 @@
+"""Demonstrations that bootstrap learning when the model never succeeds on its own: the AgentScore oracle's
+scripted solutions of TRAIN tasks, replayed as the model calls the LLM agent would have made.
+
+Each oracle step becomes one model call: the exact messages and tools the LLM agent sends (so the gateway would
+render the same prompt), and the completion the gateway's tool grammar accepts, as token ids.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from blacksoil.contracts import ExperienceEvent
+from blacksoil.errors import ConfigError
+from blacksoil.learning.collect import Attempt
+
+_END = "<|im_end|>"
+
+
+def _completion_ids(tokenizer: Any, payload: dict[str, Any]) -> tuple[int, ...]:
+    ids = tokenizer(json.dumps(payload) + _END, add_special_tokens=False).input_ids
+    return tuple(int(i) for i in ids)
+
+
+def oracle_attempt(tokenizer: Any, task: Any) -> Attempt:
+    """The oracle's solution of one train task as an Attempt whose calls carry completion token ids."""
+    from blacksoil.agentscore.agents import OracleAgent, ToolBox, Trajectory
+    from blacksoil.agentscore.checkers import check
+    from blacksoil.agentscore.environments import env_for
+    from blacksoil.factories.toolspec import to_json
+
+    if task.split != "train":
+        raise ConfigError(f"demonstrations come from train tasks only; {task.id} is in {task.split!r}")
+    env = env_for(task)
+    traj = Trajectory()
+    box = ToolBox(env, task.tools, traj)
+    OracleAgent().run(task, env, box)
+    verdict = check(task, env.snapshot(), traj.answer)
+    tools = [t.openai() for t in box.specs]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": env.system_prompt},
+                                      {"role": "user", "content": task.instruction}]
+    sid = f"demo-{task.id}-{uuid.uuid4().hex[:8]}"
+    calls = []
+    for i, step in enumerate(traj.steps):
+        if step.kind == "tool":
+            payload = {"name": step.name, "arguments": step.args}
+            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, payload), task))
+            cid = f"call_demo{i}"
+            messages = [*messages,
+                        {"role": "assistant", "content": "", "tool_calls": [
+                            {"id": cid, "type": "function",
+                             "function": {"name": step.name, "arguments": json.dumps(step.args)}}]},
+                        {"role": "tool", "tool_call_id": cid, "content": to_json(step.result)}]
+        elif step.kind == "answer":
+            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, {"answer": str(step.result)}), task))
+    return Attempt(task.id, task.suite, 0, sid, float(verdict.reward), bool(verdict.passed), None, calls)
+
+
+def _event(sid: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], ids: tuple[int, ...],
+           task: Any) -> ExperienceEvent:
+    return ExperienceEvent(kind="model_call", session_id=sid, messages=list(messages), tools=tools,
+                           completion_token_ids=list(ids), metadata={"task_id": task.id, "source": "oracle"})
+
+
+def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int | None = None) -> list[Attempt]:
+    """Oracle attempts for the train tasks of `suites` (only those the checker passes)."""
+    from blacksoil.agentscore import api
+
+    out = []
+    for suite in suites:
+        tasks = api.list_tasks(suite, "train")
+        for task in tasks[:tasks_per_suite] if tasks_per_suite else tasks:
+            a = oracle_attempt(tokenizer, task)
+            if a.passed:
+                out.append(a)
+    return out

@@ -1,0 +1,138 @@
+"""The eval gate: score a candidate adapter on AgentScore's dev split and promote it only if it is better.
+
+Promotion needs overall dev completion up by at least `margin` (and above zero) with no suite down by more
+than `tolerance`; a rejection carries the numbers. The test split is refused here: it is never used to learn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blacksoil.contracts import AdapterVersion
+from blacksoil.errors import ConfigError
+
+EpisodeCallback = Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class SuiteScore:
+    """Completion of one suite on one split."""
+
+    suite: str
+    passed: int
+    episodes: int
+
+    @property
+    def completion(self) -> float:
+        """Share of episodes that passed."""
+        return self.passed / self.episodes if self.episodes else 0.0
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The verdict and the numbers behind it."""
+
+    promote: bool
+    reason: str
+    baseline: dict[str, SuiteScore]
+    candidate: dict[str, SuiteScore]
+    deltas: dict[str, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for AdapterVersion.metrics: dev completion per suite and overall."""
+        out = {f"dev_{s}": round(v.completion, 4) for s, v in self.candidate.items()}
+        out["dev_overall"] = round(overall(self.candidate), 4)
+        return out
+
+
+def overall(scores: dict[str, SuiteScore]) -> float:
+    """Episode-weighted completion across suites."""
+    n = sum(s.episodes for s in scores.values())
+    return sum(s.passed for s in scores.values()) / n if n else 0.0
+
+
+def decide(baseline: dict[str, SuiteScore], candidate: dict[str, SuiteScore], margin: float,
+           tolerance: float) -> GateDecision:
+    """Pure decision rule (see the module docstring)."""
+    if set(baseline) != set(candidate):
+        raise ConfigError(f"baseline suites {sorted(baseline)} and candidate suites {sorted(candidate)} differ; "
+                          "score both on the same suites")
+    deltas = {s: candidate[s].completion - baseline[s].completion for s in baseline}
+    gain = overall(candidate) - overall(baseline)
+    deltas["overall"] = gain
+    regressed = {s: d for s, d in deltas.items() if s != "overall" and d < -tolerance - 1e-9}
+    nums = ", ".join(f"{s} {baseline[s].completion:.2f}→{candidate[s].completion:.2f}" for s in sorted(baseline))
+    if regressed:
+        worst = min(regressed, key=lambda s: regressed[s])
+        return GateDecision(False, f"rejected: {worst} regressed by {-regressed[worst]:.2f} (> tolerance "
+                                   f"{tolerance:.2f}); {nums}", baseline, candidate, deltas)
+    if gain <= 0 or gain < margin - 1e-9:
+        return GateDecision(False, f"rejected: dev completion gain {gain:+.2f} below margin {margin:.2f} "
+                                   f"(must also be > 0); {nums}", baseline, candidate, deltas)
+    return GateDecision(True, f"promoted: dev completion {gain:+.2f}; {nums}", baseline, candidate, deltas)
+
+
+class EvalGate:
+    """Scores the served model or a candidate on dev tasks through a gateway and applies `decide`."""
+
+    def __init__(self, suites: Sequence[str], *, tasks_per_suite: int | None, margin: float, tolerance: float,
+                 split: str = "dev") -> None:
+        if split == "test":
+            raise ConfigError("the eval gate never scores the test split (it is held out from learning); use dev")
+        self.suites, self.split = list(suites), split
+        self.tasks_per_suite, self.margin, self.tolerance = tasks_per_suite, margin, tolerance
+
+    def tasks(self, suite: str) -> list[Any]:
+        """The dev tasks of a suite the gate scores (a fixed prefix, so every candidate sees the same ones)."""
+        from blacksoil.agentscore import api
+
+        tasks = api.list_tasks(suite, self.split)
+        return tasks[: self.tasks_per_suite] if self.tasks_per_suite else tasks
+
+    def score(self, adapter: AdapterVersion | None, on_episode: EpisodeCallback | None = None) -> dict[str, SuiteScore]:
+        """Completion per suite of the base model (None) or of `adapter`, on a private gateway."""
+        from blacksoil.agentscore import api
+
+        out = {}
+        with serving(adapter) as gw:
+            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
+            for suite in self.suites:
+                eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode)
+                out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
+        return out
+
+    def judge(self, baseline: dict[str, SuiteScore], candidate: AdapterVersion,
+              on_episode: EpisodeCallback | None = None) -> GateDecision:
+        """Score `candidate` and compare it with the baseline scores of what is served now."""
+        return decide(baseline, self.score(candidate, on_episode), self.margin, self.tolerance)
+
+
+@contextlib.contextmanager
+def serving(adapter: AdapterVersion | None) -> Iterator[Any]:
+    """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users)."""
+    from blacksoil.serving.launch import gateway
+
+    with gateway(replicas=1, sink=_NullSink()) as gw:
+        if adapter is not None:
+            old = [r.name for r in gw.pool.info()]
+            green = gw.pool.start_replica(adapter)
+            gw.pool.route_new_sessions_to(green.name)
+            for name in old:
+                gw.pool.stop_replica(name)
+            served = {i.adapter_version for i in gw.pool.info()}
+            if served != {adapter.version}:
+                raise ConfigError(f"scoring gateway serves {served}, not {adapter.version!r}; check the adapter file")
+        yield gw
+
+
+class _NullSink:
+    """Scoring traffic is not experience to learn from."""
+
+    def emit(self, event: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
