@@ -73,6 +73,9 @@ def test_no_dispatch_into_maintenance_zone(engine: PolicyEngine) -> None:
     assert d.verdict == "deny" and d.policy_ids == ("mfg-no-dispatch-into-maintenance",)
     # Without zone states the runtime cannot show the station is safe.
     assert call(engine, "dispatch_robot", trip).verdict == "deny"
+    # Found by test_policy_fuzz: a list is not a station, and `contains(["S3"])` is false.
+    for odd in (["S3"], [], {"s": "S3"}, 3):
+        assert call(engine, "dispatch_robot", {**trip, "to_station": odd}, facts=FACTS).verdict == "deny", odd
 
 
 def test_restart_of_down_machine_needs_approval(engine: PolicyEngine) -> None:
