@@ -83,3 +83,10 @@ def test_bench_factory_quick_reports_rmse_and_gaps(tmp_path: Path, monkeypatch: 
     assert 10 < last["rul_rmse_cycles"] < 25
     assert set(last["jobshop_ratio"]) == {"ft06", "la01", "la02"}
     assert all(1.0 <= r < 1.5 for r in last["jobshop_ratio"].values())
+
+
+def test_pareto_front_keeps_only_undominated_runs() -> None:
+    from blacksoil.agentscore.report import pareto_front
+
+    pts = [(0.0, 0.0), (5.0, 0.0), (1.0, 1.0), (2.0, 0.5), (0.5, 0.4)]
+    assert pareto_front(pts) == [(0.0, 0.0), (0.5, 0.4), (1.0, 1.0)]

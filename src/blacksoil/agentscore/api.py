@@ -17,7 +17,7 @@ from .tasks import list_tasks as _list_tasks
 
 AGENTS = ("llm", "oracle", "null")
 __all__ = ["AGENTS", "Episode", "Task", "get_task", "list_tasks", "make_agent", "run_task", "run_tasks", "splits",
-           "suites"]
+           "suites", "training_tasks"]
 
 
 def suites() -> list[str]:
@@ -33,6 +33,11 @@ def splits() -> tuple[str, ...]:
 def list_tasks(suite: str, split: str | None = None) -> list[Task]:
     """Tasks of a suite, optionally of one split."""
     return _list_tasks(suite, split)
+
+
+def training_tasks(suite: str) -> list[Task]:
+    """The tasks a learner may train on: the train split only (dev is for the eval gate, test is held out)."""
+    return _list_tasks(suite, "train")
 
 
 def get_task(suite: str, task_id: str) -> Task:

@@ -59,7 +59,7 @@ def plot_categories(run: dict[str, Any], path: Path) -> Path:
     ax.bar(list(cats), list(cats.values()), color="#4c72b0")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("completion rate")
-    ax.set_title(f"AgentScore {run['suite']} ({_label(run)}): completion per category")
+    ax.set_title(f"{run['suite']} ({_label(run)}): completion per category", fontsize=10)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,16 +83,30 @@ def plot_pareto(runs: list[dict[str, Any]], current: str, path: Path) -> Path:
                    color="#c44e52" if mine else "#4c72b0", zorder=3 if mine else 2)
         ax.annotate(_label(r), (s["cost_per_task_usd"], s["completion_rate"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
+    front = pareto_front([(r["summary"]["cost_per_task_usd"], r["summary"]["completion_rate"]) for r in runs])
+    if len(front) > 1:
+        ax.step([c for c, _ in front], [q for _, q in front], where="post", color="#55a868", lw=1, label="Pareto front")
+        ax.legend(fontsize=7, loc="center right")
     ax.set_xlabel("cost per task (USD)")
     ax.set_ylabel("completion rate")
     ax.set_ylim(-0.05, 1.05)
-    ax.set_title(f"AgentScore {runs[0]['suite'] if runs else ''}: cost vs completion (one point per run)")
+    ax.margins(x=0.25)
+    ax.set_title(f"{runs[0]['suite'] if runs else ''}: cost vs completion, one point per run", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(cost, completion) points no other point beats on both axes, cheapest first."""
+    front: list[tuple[float, float]] = []
+    for cost, done in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or done > front[-1][1]:
+            front.append((cost, done))
+    return front
 
 
 def write_html(run: dict[str, Any]) -> Path:
