@@ -1,6 +1,13 @@
 """HTTP API of the experience pillar: `POST /v1/feedback` (explicit rewards), mounted on the gateway.
 
 The tenant comes from `request.state.tenant` (set by the gateway's auth) or the `X-Tenant` header.
+
+What is protected, and what is not (attack tests in tests/experience/test_tenant_isolation.py):
+- Protected: feedback only lands on the caller tenant's sessions/calls; another tenant's ids answer 404.
+- Protected: the comment is anonymized before storage; values outside [-1, 1] are refused (422).
+- Protected: a resent idempotency key records the feedback once.
+- NOT protected: who the tenant is. Without gateway authentication the X-Tenant header is trusted, the
+  same trust model as the gateway's own X-Tenant handling.
 """
 
 from __future__ import annotations
