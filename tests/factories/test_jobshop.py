@@ -54,3 +54,11 @@ def test_unknown_instance_and_bad_inputs_are_clear() -> None:
         jobshop.dispatch(jobshop.classic("ft06"), "RANDOM")
     with pytest.raises(UserError, match="time_limit_s"):
         jobshop.solve(jobshop.classic("ft06"), 0)
+
+
+def test_instance_view_for_agents_round_trips() -> None:
+    inst = jobshop.classic("ft06")
+    view = inst.to_dict()
+    assert view["machines"] == 6 and len(view["jobs"]) == 6
+    assert [[op[0] for op in job] for job in view["jobs"]] == inst.machines
+    assert [[op[1] for op in job] for job in view["jobs"]] == inst.durations

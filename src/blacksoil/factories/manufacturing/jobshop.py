@@ -30,12 +30,11 @@ class Instance:
         return 1 + max(m for row in self.machines for m in row)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form, as the agent tools show it."""
-        jobs = [
-            {"job": j, "operations": [{"machine": m, "duration": d} for m, d in zip(ms, ds, strict=True)]}
-            for j, (ms, ds) in enumerate(zip(self.machines, self.durations, strict=True))
-        ]
-        return {"name": self.name, "jobs": jobs, "machines": self.n_machines}
+        """Compact JSON form, as the agent tools show it (small models have 2k-token context slots)."""
+        jobs = [[[m, d] for m, d in zip(ms, ds, strict=True)] for ms, ds in zip(self.machines, self.durations,
+                                                                                strict=True)]
+        return {"name": self.name, "machines": self.n_machines, "jobs": jobs,
+                "format": "jobs[j][o] = [machine, duration] of operation o of job j, in order"}
 
 
 @dataclass
