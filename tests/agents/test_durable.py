@@ -116,3 +116,21 @@ def test_store_is_wal_and_survives_reopen(store: RunStore, make_runtime: Any, le
     reopened = RunStore(store.path)
     assert reopened.get_run(r.run_id).answer == "ok"
     reopened.close()
+
+
+def test_a_live_driver_keeps_others_out(store: RunStore, make_runtime: Any, ledger: Path) -> None:
+    import pytest
+
+    from blacksoil.errors import UserError
+
+    rt, _ = make_runtime([{"calls": [["transfer", {"amount": 500, "to": "x"}]]}, {"content": "ok"}])
+    r = rt.run("pay")  # paused, owned by this process
+    with store.transaction():
+        store._conn().execute(
+            "UPDATE runs SET status='running', owner=? WHERE run_id=?", (f"{os.uname()[1]}:1", r.run_id)
+        )
+    with pytest.raises(UserError, match="being driven by process"):
+        rt.resume(r.run_id)  # pid 1 is alive: another driver holds the run
+    with store.transaction():
+        store._conn().execute("UPDATE runs SET owner=? WHERE run_id=?", (f"{os.uname()[1]}:999999999", r.run_id))
+    assert rt.resume(r.run_id).status == "paused"  # a dead owner (a killed process) is taken over

@@ -79,3 +79,22 @@ def test_facts_follow_the_plant_and_state_survives_a_new_toolset(tmp_path: Path)
     again = PlantToolset(tmp_path, seed=0)
     assert again.plant("run-a").state["machines"][down["id"]]["state"] == "down"
     assert again.plant("run-a.s2c0") is again.plant("run-a")  # worker sub-runs share the supervisor's plant
+
+
+def test_policy_entity_traits_mark_the_run(make_runtime: Any, operator: Any) -> None:
+    # list_orders returns customer-written notes: security's entities declare it untrusted_output
+    rt, _ = make_runtime([{"calls": [["list_orders", {}]]}, {"content": "listed"}], operator)
+    r = rt.run("List the orders.")
+    assert rt.store.get_run(r.run_id).flags["untrusted_input"] is True
+
+
+def test_restart_of_a_down_machine_needs_a_human(make_runtime: Any, operator: Any) -> None:
+    from conftest import team
+
+    down = {"manufacturing": {"seed": 0, "overrides": {"machines": {"M2": {"state": "down"}}}}}
+    spec = operator.entry.model_dump() | {"toolset_options": down}
+    script = [{"calls": [["set_machine_state", {"machine_id": "M2", "state": "running"}]]}, {"content": "ok"}]
+    rt, _ = make_runtime(script, team(spec))
+    r = rt.run("Restart M2.")
+    assert r.status == "paused" and "restarting a machine" in r.pending[0].reasons[0]
+    assert _plant(r.run_id)["machines"]["M2"]["state"] == "down"

@@ -109,13 +109,12 @@ class Guard:
             self._sandbox = Sandbox()
         return run_in_sandbox(self._sandbox, tool, tool.function, arguments, ctx)
 
-    @staticmethod
-    def observe(run_flags: dict[str, bool], tool: Tool) -> dict[str, bool]:
-        """The run's flags after it executed `tool` (they only grow)."""
+    def observe(self, run_flags: dict[str, bool], tool: Tool) -> dict[str, bool]:
+        """The run's flags after it executed `tool` (they only grow); the policy entities' traits count too."""
         from blacksoil.security.calls import RunFlags
 
         f = RunFlags(**run_flags)
-        f.observe(traits_of(tool.flags))
+        f.observe(self.security.engine.traits_of(tool.name, traits_of(tool.flags)))
         return {
             "untrusted_input": f.untrusted_input,
             "sensitive_data": f.sensitive_data,

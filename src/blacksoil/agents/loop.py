@@ -118,6 +118,7 @@ class AgentRuntime:
         run = self.store.get_run(run_id)
         if run.status in FINAL_STATUSES:
             return self._result(run)
+        self.store.claim(run_id)
         clock = _Clock(run.wall_s)
         self.store.update_run(run_id, status="running", reason=None)
         while True:

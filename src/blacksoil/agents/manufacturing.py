@@ -97,7 +97,8 @@ class PlantToolset:
         return out
 
     def facts(self, run_id: str) -> dict[str, Any]:
-        """Plant state the policies read: stations under maintenance (a machine down or an open repair there)."""
+        """Plant state the policies read: stations under maintenance (a machine down or an open order there) and
+        the machines that are down (security/policies/10-manufacturing.cedar)."""
         state = self.plant(run_id).state
         machines = state["machines"]
         zones = {m["station"] for m in machines.values() if m["state"] == "down"}
@@ -106,7 +107,8 @@ class PlantToolset:
             for o in state["maintenance_orders"].values()
             if o["status"] == "open" and o["machine_id"] in machines
         }
-        return {"zones_under_maintenance": sorted(zones)}
+        down = sorted(m["id"] for m in machines.values() if m["state"] == "down")
+        return {"zones_under_maintenance": sorted(zones), "machines_down": down}
 
     def _id_enums(self) -> dict[str, list[str]]:
         """The ids that exist in a fresh plant of this seed (machines, robots, parts, jobs, orders never change)."""

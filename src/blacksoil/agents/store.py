@@ -6,6 +6,8 @@ A run killed at any point resumes from its last committed step; tool calls carry
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blacksoil.errors import NotFoundError
+from blacksoil.errors import NotFoundError, UserError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS runs (
     tokens INTEGER NOT NULL DEFAULT 0,
     wall_s REAL NOT NULL DEFAULT 0,
     flags TEXT NOT NULL DEFAULT '{}',
+    owner TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -85,6 +88,8 @@ class RunRecord:
     wall_s: float = 0.0
     flags: dict[str, bool] = field(default_factory=dict)
     parent_run_id: str | None = None
+    owner: str | None = None
+    """`host:pid` of the process driving the run; a live owner keeps others from driving it at the same time."""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -152,9 +157,10 @@ class RunStore:
     def create_run(self, r: RunRecord) -> None:
         with self._tx() as c:
             c.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (r.run_id, r.parent_run_id, json.dumps(r.team), r.agent, r.task, r.tenant, r.user_id, r.status,
-                 r.reason, r.answer, r.steps, r.tokens, r.wall_s, json.dumps(r.flags), r.created_at, r.updated_at),
+                 r.reason, r.answer, r.steps, r.tokens, r.wall_s, json.dumps(r.flags), r.owner, r.created_at,
+                 r.updated_at),
             )  # fmt: skip
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -177,6 +183,18 @@ class RunStore:
         """Ids of the worker sub-runs a supervisor run started."""
         rows = self._conn().execute("SELECT run_id FROM runs WHERE parent_run_id=? ORDER BY created_at", (run_id,))
         return [r["run_id"] for r in rows.fetchall()]
+
+    def claim(self, run_id: str) -> None:
+        """Make this process the run's driver; refuse while another live process drives it."""
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        with self._tx() as c:
+            row = c.execute("SELECT status, owner FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"run {run_id!r} not found in {self.path}; list runs with `blacksoil agent list`")
+            owner = row["owner"]
+            if row["status"] == "running" and owner and owner != me and _alive(owner):
+                raise UserError(f"run {run_id!r} is being driven by process {owner}; wait for it or stop that process")
+            c.execute("UPDATE runs SET owner=? WHERE run_id=?", (me, run_id))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         allowed = {"agent", "status", "reason", "answer", "steps", "tokens", "wall_s", "flags"}
@@ -243,6 +261,20 @@ class RunStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _alive(owner: str) -> bool:
+    """Whether `host:pid` names a live process (other hosts are assumed alive: we cannot tell)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run(row: sqlite3.Row) -> RunRecord:
