@@ -15,19 +15,21 @@ def test_loop_calls_tools_feeds_results_back_and_scores(scripted_chat: tuple[Scr
     expr = task.oracle[0].args["expression"]
     chat.tool_call("calculator", f'{{"expression": "{expr}"}}')
     chat.tool_call("save_number", '{"key": "oops", "value": "x"}')  # bad type: the error goes back to the model
+    chat.tool_call("save_number", '{"key": "oops", "value": ')  # not JSON at all
     value = eval(expr)
     key = task.checker[0].path.split(".")[1]  # type: ignore[union-attr]
     chat.tool_call("save_number", f'{{"key": "{key}", "value": {value}}}')
     chat.say(f"Saved {value}.")
     ep = api.run_task(api.make_agent("llm", base_url=url, model="scripted"), task)
     assert ep.passed and ep.reward == 1.0
-    assert ep.model_calls == 4 and ep.tool_calls == 3 and ep.tool_errors == 1
-    assert ep.prompt_tokens == 400 and ep.completion_tokens == 40
+    assert ep.model_calls == 5 and ep.tool_calls == 4 and ep.tool_errors == 2
+    assert ep.prompt_tokens == 500 and ep.completion_tokens == 50
     # The model saw the tools of the task and the tool results, including the error naming the argument.
     first, last = chat.requests[0], chat.requests[-1]
     assert {t["function"]["name"] for t in first["tools"]} == set(task.tools)
     tool_msgs = [m["content"] for m in last["messages"] if m["role"] == "tool"]
     assert "'value'" in tool_msgs[1] and "error" in tool_msgs[1]
+    assert "invalid JSON" in tool_msgs[2]
     assert str(value) in tool_msgs[0]
 
 

@@ -71,6 +71,13 @@ class ToolBox:
         return step.result, step.error
 
 
+    def reject(self, name: str, raw: str, why: str) -> str:
+        """Record a call that could not even be parsed (e.g. invalid JSON arguments); returns the error."""
+        error = f"{name}: {why}; send the arguments as one JSON object matching the tool's schema"
+        self.trajectory.steps.append(Step("tool", name, {"_raw": raw[:500]}, error=error))
+        return error
+
+
 class Agent(Protocol):
     """Anything that can act on a task through a tool box and give a final answer."""
 

@@ -82,11 +82,14 @@ class OpenAIToolAgent:
                                                               "arguments": c.function.arguments}}
                 for c in calls]})
             for c in calls:
+                result: Any = None
+                error: str | None
                 try:
                     args = json.loads(c.function.arguments or "{}")
-                except json.JSONDecodeError:
-                    args = {"_unparsed": c.function.arguments}
-                result, error = tools.call(c.function.name, args)
+                except json.JSONDecodeError as e:
+                    error = tools.reject(c.function.name, c.function.arguments, f"invalid JSON ({e})")
+                else:
+                    result, error = tools.call(c.function.name, args)
                 content = to_json({"error": error}) if error else to_json(result)
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": content})
         traj.stopped = "step_budget"
