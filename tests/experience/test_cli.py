@@ -47,6 +47,7 @@ def test_bench_replay_prints_json_last(tmp_path: Path, monkeypatch: pytest.Monke
     assert result["replay_items"] == 20000 and result["samples_per_s"] > 1000
     assert result["inserts_per_s_sqlite"] > 0 and result["inserts_per_s_postgres"] is None
     assert "Experience replay and store" in doc.read_text()
+    assert (tmp_path / "img" / "replay_sampling.png").stat().st_size > 1000
     r = CliRunner().invoke(app, ["bench", "replay", "--items", "10", "--batch", "256"])
     assert r.exit_code != 0 and "items" in str(r.exception)
 

@@ -45,6 +45,34 @@ def replay_throughput(items: int, batch: int, seconds: float) -> dict[str, float
             "sample_update_per_s": n_updated / (time.perf_counter() - t0)}
 
 
+def sampling_sweep(items: int, batch: int, seconds: float) -> list[tuple[int, float]]:
+    """(buffer size, samples/s) at items/100, items/10 and items: sampling cost grows with log(size)."""
+    sizes = sorted({max(batch, items // 100), max(batch, items // 10), items})
+    return [(n, replay_throughput(n, batch, seconds)["samples_per_s"]) for n in sizes]
+
+
+def plot_sweep(sweep: list[tuple[int, float]], path: Path) -> None:
+    """Samples/s against buffer size (log x) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot([n for n, _ in sweep], [r for _, r in sweep], marker="o")
+    ax.axhline(50_000, color="grey", linestyle="--", label="target 50,000/s")
+    ax.set_xscale("log")
+    ax.set_xlabel("items in replay buffer")
+    ax.set_ylabel("samples/s (batch 256)")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title("Prioritized replay sampling throughput")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _events(n: int, tenant: str) -> list[ExperienceEvent]:
     text = "Schedule the 10x10 job shop on plant 3 and report the makespan. " * 8
     return [ExperienceEvent(kind="model_call", tenant=tenant, session_id=f"s{i // 8}",

@@ -124,9 +124,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if items < batch or batch < 1 or seconds <= 0 or inserts < 100:
             raise ConfigError(f"need items >= batch >= 1, seconds > 0, inserts >= 100 (got items={items}, "
                               f"batch={batch}, seconds={seconds}, inserts={inserts})")
+        from blacksoil.benchlog import docs_path
+        from blacksoil.experience.bench import plot_sweep, sampling_sweep
+
         res = run(items, batch, seconds, inserts, pg_url, start_pg=not no_postgres)
+        sweep = sampling_sweep(items, batch, seconds / 2)
+        image = "img/replay_sampling.png"
+        plot_sweep(sweep, docs_path().parent / image)
         rows = [[k, v if v is not None else "n/a"] for k, v in res.items()]
-        report("Experience replay and store", ["metric", "value"], rows, res,
+        rows += [[f"samples_per_s at {n:,} items (sweep)", r] for n, r in sweep]
+        report("Experience replay and store", ["metric", "value"], rows, res, images=[image],
                notes="Inserts: already-anonymized events (200 prompt + 50 completion token ids), 100 per "
                      "transaction; `acked_*` = one commit per event (the StoreSink path). Target: "
                      "samples_per_s ≥ 50,000 at 1M items.")
