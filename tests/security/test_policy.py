@@ -160,6 +160,15 @@ def test_run_flags_grow_from_tool_traits() -> None:
     assert flags.rule_of_two_applies(ToolTraits(state_changing=True))
 
 
+def test_code_execution_only_for_coders(engine: PolicyEngine) -> None:
+    # Running code counts as changing state; confined read-only tools (read_file) stay open to everyone.
+    sandboxed = ToolTraits(sandboxed=True, state_changing=True)
+    assert call(engine, "run_python", {"code": "1"}, traits=sandboxed).verdict == "deny"
+    assert call(engine, "read_file", {"path": "a"}, traits=ToolTraits(sandboxed=True)).allowed
+    d = call(engine, "run_python", {"code": "1"}, traits=sandboxed, principal=Principal("dev", "t", roles=("coder",)))
+    assert d.verdict == "allow" and d.policy_ids == ("sandbox-for-coders",)
+
+
 def test_requires_approval_trait(engine: PolicyEngine) -> None:
     d = call(engine, "set_order_priority", {"order_id": "O101", "priority": "rush"})
     assert d.verdict == "approval_required" and "mfg-rush-needs-approval" in d.policy_ids
