@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,21 @@ def test_pareto_front_keeps_only_undominated_runs() -> None:
 
     pts = [(0.0, 0.0), (5.0, 0.0), (1.0, 1.0), (2.0, 0.5), (0.5, 0.4)]
     assert pareto_front(pts) == [(0.0, 0.0), (0.5, 0.4), (1.0, 1.0)]
+
+
+
+BUSY_CHILD = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\ninput()"
+
+
+def test_cpu_seconds_counts_child_processes() -> None:
+    from blacksoil.agentscore.runner import cpu_seconds
+
+    before = cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", BUSY_CHILD], stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while cpu_seconds() - before < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cpu_seconds() - before >= 0.4
+    finally:
+        child.communicate(b"\n", timeout=30)

@@ -47,20 +47,40 @@ class Episode:
         return asdict(self)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process plus its live children (an embedded engine runs in a worker subprocess).
+
+    A remote endpoint's CPU is not visible from here; then this counts the client side only.
+    """
+    total = time.process_time()
+    try:
+        import psutil
+    except ImportError:  # psutil is optional: without it only this process is counted
+        return total
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
 def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
     """Build the task's environment, let the agent act, check the final state and answer."""
     env = env_for(task)
     traj = Trajectory()
     box = ToolBox(env, task.tools, traj)
     error = None
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         agent.run(task, env, box)
     except BlacksoilError as e:
         # Endpoint down, bad model output…: the attempt fails, the run goes on.
         error = f"{type(e).__name__}: {e.message}"
         traj.stopped = "error"
-    latency, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # A child that exits mid-episode drops out of the sum; never report negative CPU.
+    latency, cpu = time.perf_counter() - t0, max(0.0, cpu_seconds() - c0)
     verdict = check(task, env.snapshot(), traj.answer)
     tool_steps = [s for s in traj.steps if s.kind == "tool"]
     model_steps = [s for s in traj.steps if s.kind == "model"]
