@@ -70,7 +70,7 @@ def test_secrets_never_reach_the_file(tmp_path: Path) -> None:
                    b"Zm9vYmFyYmF6cXV4", b"ghp_abc"):
         assert needle not in data, needle
     stored = log.query(run_id="r")[0]
-    assert stored.arguments["password"] == "[REDACTED]" and "[EMAIL]" in stored.arguments["note"]
+    assert stored.arguments["password"] == "[REDACTED]" and "[EMAIL]@plant.example" in stored.arguments["note"]
 
 
 def test_redact_keeps_harmless_values() -> None:

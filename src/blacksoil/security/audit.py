@@ -9,8 +9,8 @@ What this protects, and what it does not (tests in tests/security/test_audit.py)
   because each row's hash covers the previous row's hash — test_tampering_is_detected.
 - Protects: secrets in arguments (keys named like password/token/secret/api_key, bearer tokens, AWS keys, private
   keys, e-mail addresses, long opaque strings) never reach the log file — test_secrets_never_reach_the_file.
-- Does not protect: against someone who rewrites the whole chain from the first row (no external anchor; ship
-  `head()` to another system to get that).
+- Does not protect: against someone who rewrites the whole chain from the first row, or cuts off the newest rows
+  (no external anchor; ship `head()` to another system to get that).
 - Does not protect: secrets in shapes the patterns do not know (a password in free prose).
 """
 
@@ -37,7 +37,8 @@ _SECRET_VALUE = [
     (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)"), REDACTED),
     (re.compile(r"\b(sk|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{10,}\b"), REDACTED),
-    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
+    # The person is redacted, the domain kept: where data was sent matters when reading an incident.
+    (re.compile(r"[A-Za-z0-9._%+-]+@(?=[A-Za-z0-9.-]+\.[A-Za-z]{2,})"), "[EMAIL]@"),
     (re.compile(r"\b[A-Za-z0-9+/_-]{40,}={0,2}"), REDACTED),
 ]
 _MAX_STR = 512
