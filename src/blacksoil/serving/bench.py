@@ -23,7 +23,7 @@ from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
 from blacksoil.serving.workload import Turn, filler, sample
 
-SCALE = 16  # trace tokens per benchmark token: the 135M model on 2 cores, not a 70B on a GPU cluster
+SCALE = 32  # trace tokens per benchmark token: the 135M model on 2 cores, not a 70B on a GPU cluster
 
 
 @dataclass
@@ -76,16 +76,23 @@ def pct(xs: list[float], q: float) -> float:
 
 
 async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, progress: Progress) -> dict[str, Any]:
-    """Comparison 1: the same requests, alternately through the gateway and straight to the engine."""
-    task = progress.add_task("1/3 single stream: gateway vs direct", total=2 * n)
+    """Comparison 1: the same request, round-robin through the gateway and straight to the engine.
+
+    `direct_lp` is the direct arm asking for the token logprobs the gateway captures for experience events:
+    it separates the engine's extra work from the gateway's relay cost.
+    """
+    task = progress.add_task("1/3 single stream: gateway vs direct", total=3 * n)
     body = {"model": gw.model, "messages": [{"role": "user", "content": "Write about factories."}],
             "max_tokens": tokens, "temperature": 0, "ignore_eos": True}
-    res: dict[str, list[StreamStats]] = {"gateway": [], "direct": []}
+    arms = [("gateway", gw.openai_base_url, body), ("direct", direct, body),
+            ("direct_lp", direct, body | {"logprobs": True, "top_logprobs": 1})]
+    res: dict[str, list[StreamStats]] = {name: [] for name, _, _ in arms}
     async with httpx.AsyncClient(timeout=600) as client:
+        for _, url, b in arms:  # warm up: every arm finds the prompt cached in its slot
+            await stream_once(client, url, b | {"max_tokens": 2})
         for i in range(n):
-            order = [("gateway", gw.openai_base_url), ("direct", direct)]
-            for name, url in order if i % 2 == 0 else order[::-1]:  # alternate to cancel load drift
-                res[name].append(await stream_once(client, url, body))
+            for name, url, b in arms[i % 3:] + arms[:i % 3]:  # rotate the order to cancel load drift
+                res[name].append(await stream_once(client, url, b))
                 progress.advance(task)
     out: dict[str, Any] = {}
     for name, runs in res.items():
@@ -93,6 +100,18 @@ async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, pro
         ttft = [r.ttft_s for r in runs]
         out |= {f"{name}_ttft_p50_ms": pct(ttft, 50) * 1e3, f"{name}_ttft_p99_ms": pct(ttft, 99) * 1e3,
                 f"{name}_itl_p50_ms": pct(itl, 50) * 1e3, f"{name}_itl_p99_ms": pct(itl, 99) * 1e3}
+    return out
+
+
+def engine_prompt_counters(engine_root: str) -> dict[str, float]:
+    """llama.cpp's own counters: prompt tokens computed and prompt tokens reused from its cache."""
+    text = httpx.get(engine_root + "/metrics", timeout=30).text
+    want = {"llamacpp:prompt_tokens_total": "computed", "llamacpp:prompt_tokens_cached_total": "cached"}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in want:
+            out[want[name]] = float(value)
     return out
 
 
@@ -161,7 +180,7 @@ def bench_config(quick: bool) -> ServingConfig:
 
 def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any]:
     """Run the three comparisons and report them."""
-    n_single, tokens, n_prefix, max_turns = (6, 32, 3, 4) if quick else (16, 64, 6, 6)
+    n_single, tokens, n_prefix, max_turns = (6, 32, 2, 3) if quick else (12, 64, 5, 6)
     workload = sample(sessions, seed, scale=SCALE, max_turns=max_turns)
     cfg = bench_config(quick)
     t_start = time.perf_counter()
@@ -169,11 +188,22 @@ def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any
         engine = gw.pool.replicas["r0"].engine
         direct = engine.api_base
         single = asyncio.run(single_stream(gw, direct, n_single, tokens, progress))
-        prefix = asyncio.run(prefix_reuse(gw, n_prefix, 600, progress))
+        progress.console.log(f"single stream done at {time.perf_counter() - t_start:.0f} s")
+        prefix = asyncio.run(prefix_reuse(gw, n_prefix, 300 if quick else 600, progress))
+        progress.console.log(f"prefix reuse done at {time.perf_counter() - t_start:.0f} s")
+        before = engine_prompt_counters(engine.root_url)
         fcfs = asyncio.run(agent_sessions(direct, gw.model, workload, use_session_header=False,
                                           progress=progress, label="FCFS direct", seed=seed))
+        middle = engine_prompt_counters(engine.root_url)
+        progress.console.log(f"FCFS sessions done at {time.perf_counter() - t_start:.0f} s: "
+                             f"{sorted(round(x, 1) for x in fcfs)}")
         ours = asyncio.run(agent_sessions(gw.openai_base_url, gw.model, workload, use_session_header=True,
                                           progress=progress, label="blacksoil", seed=seed))
+        after = engine_prompt_counters(engine.root_url)
+        progress.console.log(f"blacksoil sessions done at {time.perf_counter() - t_start:.0f} s: "
+                             f"{sorted(round(x, 1) for x in ours)}")
+    cache = {f"prompt_tokens_{kind}_{arm}": b[kind] - a[kind] for arm, a, b in
+             (("fcfs", before, middle), ("blacksoil", middle, after)) for kind in ("computed", "cached")}
     result = {
         "gateway_itl_p99_ms": single["gateway_itl_p99_ms"], "direct_itl_p99_ms": single["direct_itl_p99_ms"],
         "gateway_overhead_ratio": single["gateway_itl_p99_ms"] / single["direct_itl_p99_ms"],
@@ -183,7 +213,7 @@ def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any
         "session_p99_speedup": pct(fcfs, 99) / pct(ours, 99), "quick": quick,
         "turns": sum(len(s) for s in workload), "engine_threads": cfg.engine_threads(),
         "wall_s": time.perf_counter() - t_start,
-    } | {k: round(v, 2) for k, v in (single | prefix).items() if k not in ("prefix_ttft_speedup",)}
+    } | cache | {k: round(v, 2) for k, v in (single | prefix).items() if k not in ("prefix_ttft_speedup",)}
     rows = [
         ["1 single stream", "TTFT p50 / p99 (ms)", f"{single['gateway_ttft_p50_ms']:.0f} / "
          f"{single['gateway_ttft_p99_ms']:.0f}", f"{single['direct_ttft_p50_ms']:.0f} / "
@@ -191,11 +221,16 @@ def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any
         ["1 single stream", "ITL p50 / p99 (ms)", f"{single['gateway_itl_p50_ms']:.1f} / "
          f"{single['gateway_itl_p99_ms']:.1f}", f"{single['direct_itl_p50_ms']:.1f} / "
          f"{single['direct_itl_p99_ms']:.1f}", f"overhead ratio {result['gateway_overhead_ratio']:.2f} (≤ 1.10)"],
+        ["1 single stream", "ITL p50 / p99 (ms), direct + logprobs", "", f"{single['direct_lp_itl_p50_ms']:.1f} / "
+         f"{single['direct_lp_itl_p99_ms']:.1f}", "the engine's cost of the token capture the gateway asks for"],
         ["2 prefix reuse", "TTFT (ms)", f"{prefix['prefix_warm_ttft_ms']:.0f}", f"{prefix['prefix_cold_ttft_ms']:.0f}",
          f"next turn | cold; speedup {prefix['prefix_ttft_speedup']:.1f}× (≥ 5)"],
         ["3 agent sessions", f"completion p50 / p99 (s), {len(workload)} sessions", f"{pct(ours, 50):.1f} / "
          f"{pct(ours, 99):.1f}", f"{pct(fcfs, 50):.1f} / {pct(fcfs, 99):.1f}",
          f"blacksoil | FCFS; p99 speedup {result['session_p99_speedup']:.2f}× (≥ 1.5)"],
+        ["3 agent sessions", "prompt tokens computed / from cache", f"{cache['prompt_tokens_computed_blacksoil']:.0f}"
+         f" / {cache['prompt_tokens_cached_blacksoil']:.0f}", f"{cache['prompt_tokens_computed_fcfs']:.0f} / "
+         f"{cache['prompt_tokens_cached_fcfs']:.0f}", "llama.cpp's own counters per arm"],
     ]
     notes = (f"Engine: embedded llama.cpp, default model, {cfg.slots} slots × {cfg.ctx // cfg.slots} tokens, "
              f"{cfg.engine_threads()} thread(s); gateway admits {cfg.concurrency} at once. Workload: "

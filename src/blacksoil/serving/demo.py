@@ -31,7 +31,7 @@ def get_weather(city: str) -> dict[str, Any]:
     return {"city": city, "temperature_c": 18, "sky": "cloudy"}
 
 
-def run_demo(max_tokens: int = 64) -> dict[str, Any]:
+def run_demo(max_tokens: int = 40) -> dict[str, Any]:
     """Run the exchange; returns what it printed (for tests)."""
     from openai import OpenAI
 

@@ -74,7 +74,7 @@ class Gateway:
         try:
             out = await replica.engine.post(call.path, body)
         except BlacksoilError as e:
-            self._failed(call, e)
+            await self._failed(call, e)
             raise
         finally:
             self._release(call, time.perf_counter() - t0)
@@ -88,7 +88,7 @@ class Gateway:
         if not call.request.get("logprobs"):
             choice.pop("logprobs", None)
         out.update(id=call.id, model=self.pool.served_name)
-        self._finished(call, replica, out.get("usage") or {}, timings, choice.get("message") or
+        await self._finished(call, replica, out.get("usage") or {}, timings, choice.get("message") or
                        {"text": choice.get("text")}, choice.get("finish_reason"), tokens, logprobs)
         return out
 
@@ -137,8 +137,9 @@ class Gateway:
                     continue
                 if buffered:
                     message, finish = parse_output(plan, "".join(text), finish)
-                    yield _sse(_chunk(call, {"role": "assistant", **_delta(message)}, None))
-                    yield _sse(_chunk(call, {}, finish))
+                    served = self.pool.served_name
+                    yield _sse(_chunk(call, served, {"role": "assistant", **_delta(message)}, None))
+                    yield _sse(_chunk(call, served, {}, finish))
                     continue
                 yield _sse(chunk)
             if want_usage:
@@ -146,14 +147,14 @@ class Gateway:
                             "model": self.pool.served_name, "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
         except BlacksoilError as e:
-            self._failed(call, e)
+            await self._failed(call, e)
             yield _sse(_error_body(e))
             yield "data: [DONE]\n\n"
             return
         finally:
             self._release(call, time.perf_counter() - t0)
         message = parse_output(plan, "".join(text), finish)[0] if call.kind == "chat" else {"text": "".join(text)}
-        self._finished(call, replica, usage, timings, message, finish, tokens, logprobs)
+        await self._finished(call, replica, usage, timings, message, finish, tokens, logprobs)
 
     # -- steps --
     def _engine_body(self, call: Call) -> tuple[ToolPlan, dict[str, Any]]:
@@ -197,11 +198,11 @@ class Gateway:
         self.metrics.running.dec()
         self.pool.release(call.ticket, engine_s)
 
-    def _failed(self, call: Call, e: BlacksoilError) -> None:
+    async def _failed(self, call: Call, e: BlacksoilError) -> None:
         self.metrics.errors.labels(str(e.status_code)).inc()
         if isinstance(e, EngineUnavailable) and call.replica is not None:
             self.pool.report_failure(call.replica.name)
-        self._emit(ExperienceEvent(kind="model_call", tenant=call.tenant, session_id=call.session_id,
+        await self._emit(ExperienceEvent(kind="model_call", tenant=call.tenant, session_id=call.session_id,
                                    request_id=call.id, model=self.pool.served_name,
                                    adapter_version=call.replica.adapter_version if call.replica else None,
                                    messages=call.request.get("messages") or [], tools=call.request.get("tools"),
@@ -210,7 +211,7 @@ class Gateway:
     def _labels(self, replica: Replica) -> tuple[str, str]:
         return self.pool.served_name, replica.adapter_version
 
-    def _finished(self, call: Call, replica: Replica, usage: dict[str, Any], timings: dict[str, Any],
+    async def _finished(self, call: Call, replica: Replica, usage: dict[str, Any], timings: dict[str, Any],
                   message: dict[str, Any], finish: str | None, tokens: list[int], logprobs: list[float]) -> None:
         e2e = time.perf_counter() - call.arrived
         labels = self._labels(replica)
@@ -223,7 +224,7 @@ class Gateway:
         m.generation_tokens.labels(*labels).inc(usage.get("completion_tokens", 0))
         m.prefix_hits.labels(*labels).inc(timings.get("cache_n", 0))
         m.requests.labels(*labels, finish or "unknown").inc()
-        self._emit(ExperienceEvent(
+        await self._emit(ExperienceEvent(
             kind="model_call", tenant=call.tenant, session_id=call.session_id, request_id=call.id,
             model=self.pool.served_name, adapter_version=None if replica.adapter_version == "base"
             else replica.adapter_version,
@@ -235,11 +236,12 @@ class Gateway:
             metadata={"finish_reason": finish, "replica": replica.name, "slot": call.ticket.slot if call.ticket
                       else None, "cached_tokens": timings.get("cache_n", 0), "priority": call.priority}))
 
-    def _emit(self, event: ExperienceEvent) -> None:
+    async def _emit(self, event: ExperienceEvent) -> None:
+        """Hand the event to the sink off the event loop (its fsync must not stall other streams)."""
         if self.sink is None:
             return
         try:
-            self.sink.emit(event)
+            await asyncio.to_thread(self.sink.emit, event)
         except Exception:  # a broken sink must not fail the user's request; it is logged loudly
             log.exception("experience sink %r failed to take event %s", self.sink, event.event_id)
 
@@ -267,9 +269,9 @@ def _delta(message: dict[str, Any]) -> dict[str, Any]:
     return {"content": message.get("content")}
 
 
-def _chunk(call: Call, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+def _chunk(call: Call, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
     return {"id": call.id, "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": call.request.get("model") or "", "choices": [{"index": 0, "delta": delta,
+            "model": model, "choices": [{"index": 0, "delta": delta,
                                                                    "finish_reason": finish}]}
 
 
