@@ -48,7 +48,7 @@ def _train(model: DDP, rank: int, steps: int, count: WireCount | None = None) ->
             with collective_meter(count):
                 loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 

@@ -148,6 +148,39 @@ HEADERS = [
 ]
 
 
+NOTES = (
+    "Payload = bytes each rank hands to collectives per step (allreduce: the tensor; allgather: ALL gathered "
+    "bytes, own chunk included, so the allgather rows are counted conservatively). 'lo bytes / expected' "
+    "compares the kernel's loopback tx counter over the training loop with 2 x the ring-algorithm bytes each "
+    "rank sends (allreduce 2(p-1)/p N, allgather (p-1) chunk); it is approximate: TCP/IP headers, gloo's "
+    "own barriers and any other process using loopback at the same time land in it too. DDP's initial "
+    "broadcast is outside the counted loop. The JSON line's 'ours' is the shared-index scheme; "
+    "bytes_ratio_vs_powersgd_at_equal_loss is the larger of the ratios against PowerSGD rank 1 and rank 2, "
+    "each at the worse of the two final held-out losses."
+)
+
+
+def report_results(
+    results: list[dict[str, Any]], plan: BenchPlan, *, quick: bool, image: str, write_doc: bool,
+    command: str | None = None, where: str = "",
+) -> dict[str, Any]:
+    """Table, docs/benchmarks.md entry and the final JSON line, through blacksoil.benchlog.report."""
+    from blacksoil.benchlog import report
+
+    summary = summarize(results)
+    cfg = plan.config
+    notes = NOTES + (
+        f"\n\nOur settings: scheme={cfg.scheme}, target_rel_variance={cfg.target_rel_variance}, "
+        f"density in [{cfg.min_density}, {cfg.max_density}], warmup_steps={cfg.warmup_steps}, "
+        f"value_dtype={cfg.value_dtype}, error_feedback={cfg.error_feedback}; top-k density {plan.topk_density}."
+    ) + (f"\n\n{where}" if where else "")
+    report(
+        "Gradient compression (2 gloo ranks)" + (" — quick" if quick else ""),
+        HEADERS, table_rows(results), summary, command=command, notes=notes, images=[image], write_doc=write_doc,
+    )
+    return summary
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     """Held-out loss against cumulative payload bytes and against steps, one panel pair per workload."""
     import matplotlib
@@ -161,10 +194,10 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         for r in (r for r in results if r["workload"] == w):
             steps = [c[0] for c in r["curve"]]
             loss = [c[1] for c in r["curve"]]
-            mbytes = [max(c[2], 1) / 2**20 for c in r["curve"]]
+            sent = [(c[2] / 2**20, c[1]) for c in r["curve"] if c[2] > 0]  # log axis: skip the 0-byte start
             style = "-" if r["method"].startswith("ours") else "--"
             axes[row][0].plot(steps, loss, style, label=r["method"])
-            axes[row][1].plot(mbytes, loss, style, label=r["method"])
+            axes[row][1].plot([b for b, _ in sent], [v for _, v in sent], style, label=r["method"])
         axes[row][0].set(title=f"{w}: held-out loss", xlabel="step", ylabel="loss")
         axes[row][1].set(title=f"{w}: loss vs bytes sent", xlabel="cumulative payload MiB per rank", xscale="log")
         axes[row][0].legend(fontsize=8)

@@ -9,15 +9,6 @@ from pathlib import Path
 
 import typer
 
-NOTES = (
-    "Payload = bytes each rank hands to collectives per step (allreduce: the tensor; allgather: ALL gathered "
-    "bytes, own chunk included, so the allgather rows are counted conservatively). 'lo bytes / expected' "
-    "compares the kernel's loopback tx counter over the training loop with 2 x the ring-algorithm bytes each "
-    "rank sends (allreduce 2(p-1)/p N, allgather (p-1) chunk); it is approximate: TCP/IP headers, gloo's "
-    "own barriers and any other process using loopback at the same time land in it too. DDP's initial "
-    "broadcast is outside the counted loop. The JSON line's 'ours' is the shared-index scheme."
-)
-
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
@@ -33,7 +24,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
     ) -> None:
         """Compare gradient-compression DDP hooks (fp32, fp16, PowerSGD r1/r2, top-k+EF, ours) on 2 gloo ranks."""
-        from blacksoil.benchlog import report
         from blacksoil.compression import bench as b
         from blacksoil.config import settings
         from blacksoil.errors import ConfigError
@@ -51,15 +41,4 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         b.plot(results, plot_path)
         # benchmarks.md lives in docs/: link the image relative to it when it is there.
         image = str(plot_path.relative_to("docs")) if plot_path.parts[:1] == ("docs",) else str(plot_path)
-        summary = b.summarize(results)
-        cfg = plan.config
-        notes = NOTES + (
-            f"\n\nOur settings: scheme={cfg.scheme}, target_rel_variance={cfg.target_rel_variance}, "
-            f"density in [{cfg.min_density}, {cfg.max_density}], warmup_steps={cfg.warmup_steps}, "
-            f"value_dtype={cfg.value_dtype}, error_feedback={cfg.error_feedback}; top-k density {plan.topk_density}."
-        )
-        report(
-            "Gradient compression (2 gloo ranks)" + (" — quick" if quick else ""),
-            b.HEADERS, b.table_rows(results), summary, notes=notes,
-            images=[image], write_doc=write_doc,
-        )
+        b.report_results(results, plan, quick=quick, image=image, write_doc=write_doc)

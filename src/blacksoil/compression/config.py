@@ -36,6 +36,8 @@ class CompressionConfig(ComponentConfig):
     """`shared` scheme: decay of the running average of |averaged gradient| that sets shared weights (unitless)."""
     floor_frac: float = 0.2
     """`shared` scheme: shared weights are floored at this fraction of their mean, so every index can be drawn."""
+    sketch_block: int = 0
+    """`shared` scheme: if > 1, first allreduce one |g| sum per block of this many elements to refresh the weights."""
     value_dtype: Literal["float32", "float16"] = "float16"
     """Dtype of the values put on the wire (float16 halves value bytes; indices are always int32)."""
     seed: int = 0
@@ -61,6 +63,8 @@ class CompressionConfig(ComponentConfig):
                 f"compression.warmup_steps={self.warmup_steps} / min_compress_numel={self.min_compress_numel} "
                 "must be >= 0"
             )
+        if self.sketch_block < 0:
+            raise ConfigError(f"compression.sketch_block={self.sketch_block} must be >= 0 (0 or 1 = no sketch)")
         if not 0.0 <= self.ema_beta < 1.0:
             raise ConfigError(f"compression.ema_beta={self.ema_beta} is out of range; use a value in [0, 1)")
         if not 0.0 < self.floor_frac <= 1.0:

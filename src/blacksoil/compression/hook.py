@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 from blacksoil.compression import priority
 from blacksoil.compression.config import CompressionConfig
+from blacksoil.compression.wire import allgather_into
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
@@ -158,7 +159,7 @@ def _allgather_scheme(
     packed = torch.cat([sample.indices.to(torch.int32).view(torch.uint8), values.to(vdtype).view(torch.uint8)])
     world = group.size()
     gathered = torch.empty(world * packed.numel(), dtype=torch.uint8, device=x.device)
-    work = dist.all_gather_single(gathered, packed, group=group, async_op=True)
+    work = allgather_into(gathered, packed, group)
     assert work is not None
 
     def decode(_: torch.futures.Future[object]) -> torch.Tensor:
@@ -185,6 +186,8 @@ def _shared_scheme(
     x = _with_residual(buf, mem)
     n = x.numel()
     w = torch.clamp(mem.shared_weights, min=c.floor_frac * float(mem.shared_weights.mean()) + 1e-30)
+    if c.sketch_block > 1:
+        w = _refresh_with_sketch(w, x, c.sketch_block, group, _DTYPES[c.value_dtype])
     k_lo, k_hi = state.k_bounds(n)
     k = priority.budget(w, c.target_rel_variance * mem.target_gain, k_lo, k_hi)
     sample = priority.draw(w, k, state.generator(index, x.device, shared=True))
@@ -210,6 +213,26 @@ def _shared_scheme(
         return buf
 
     return work.get_future().then(decode)
+
+
+def _refresh_with_sketch(
+    w: torch.Tensor, x: torch.Tensor, block: int, group: dist.ProcessGroup, dtype: torch.dtype
+) -> torch.Tensor:
+    """Rescale the shared weights block by block to this step's mean |x| over ranks (n / block values sent).
+
+    The stale weights keep the shape inside each block; the sketch, identical on every rank after the
+    allreduce, gives each block its current mass. The result is still shared, so indices stay shared.
+    """
+    n = x.numel()
+    pad = (-n) % block
+    world = group.size()
+    local = torch.nn.functional.pad(x.abs(), (0, pad)).view(-1, block).sum(1)
+    sketch = (local / world).to(dtype)
+    dist.all_reduce(sketch, group=group)
+    stale = torch.nn.functional.pad(w, (0, pad)).view(-1, block)
+    ratio = sketch.to(w.dtype) / stale.sum(1).clamp(min=1e-30)
+    fresh = (stale * ratio.unsqueeze(1)).flatten()[:n]
+    return torch.clamp(fresh, min=0.05 * float(fresh.mean()) + 1e-30)
 
 
 def _steer_budget(mem: BucketMemory, averaged: torch.Tensor, scale: torch.Tensor, target: float) -> None:

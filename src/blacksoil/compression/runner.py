@@ -24,7 +24,10 @@ from blacksoil.compression.topk import TopKState, topk_hook
 from blacksoil.compression.wire import WireCount, collective_meter, loopback_bytes
 from blacksoil.compression.workloads import heldout_loss, workload
 
-METHODS = ("fp32_allreduce", "fp16", "powersgd_r1", "powersgd_r2", "topk_ef", "ours_allgather", "ours_shared")
+METHODS = (
+    "fp32_allreduce", "fp16", "powersgd_r1", "powersgd_r2", "topk_ef", "ours_allgather", "ours_shared",
+    "ours_shared_sketch16",
+)
 
 
 @dataclass
@@ -89,8 +92,10 @@ def attach(method: str, model: DDP, spec: RunSpec) -> PrioritySamplingState | No
         model.register_comm_hook(
             TopKState(spec.topk_density, cfg.warmup_steps, cfg.min_compress_numel), topk_hook
         )
-    elif method in ("ours_allgather", "ours_shared"):
-        ours = PrioritySamplingState(cfg.model_copy(update={"scheme": method.removeprefix("ours_")}))
+    elif method.startswith("ours_"):
+        scheme = "allgather" if method == "ours_allgather" else "shared"
+        sketch = 16 if method.endswith("_sketch16") else cfg.sketch_block
+        ours = PrioritySamplingState(cfg.model_copy(update={"scheme": scheme, "sketch_block": sketch}))
         model.register_comm_hook(ours, priority_sampling_hook)
         return ours
     else:
@@ -103,7 +108,8 @@ def train_one(
 ) -> MethodResult:
     """Train one method on one workload for spec.steps[wl_name] steps; bytes counted around the loop only."""
     wl = workload(wl_name)
-    model = DDP(wl.make_model(), broadcast_buffers=False)  # DDP's initial broadcast happens here, outside the count
+    # The models have no buffers, so DDP syncs nothing per step; its initial broadcast happens here, uncounted.
+    model = DDP(wl.make_model())
     ours = attach(method, model, spec)
     opt = wl.make_optimizer(model)
     steps, every = spec.steps[wl_name], spec.eval_every[wl_name]
@@ -125,7 +131,7 @@ def train_one(
             loss.backward()
             opt.step()
             sched.step()
-            train_loss.append(float(loss))
+            train_loss.append(float(loss.detach()))
             if rank == 0 and ((step + 1) % every == 0 or step + 1 == steps):
                 curve.append((step + 1, heldout_loss(model.module, wl), count.payload))
             progress(step + 1)

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from blacksoil.compression.hook import allreduce_mean
+from blacksoil.compression.wire import allgather_into
 from blacksoil.errors import ConfigError
 
 
@@ -60,7 +61,7 @@ def topk_hook(state: TopKState, bucket: dist.GradBucket) -> torch.futures.Future
     packed = torch.cat([idx.to(torch.int32).view(torch.uint8), vals.float().view(torch.uint8)])
     world = group.size()
     gathered = torch.empty(world * packed.numel(), dtype=torch.uint8, device=buf.device)
-    work = dist.all_gather_single(gathered, packed, group=group, async_op=True)
+    work = allgather_into(gathered, packed, group)
     assert work is not None
 
     def decode(_: torch.futures.Future[object]) -> torch.Tensor:

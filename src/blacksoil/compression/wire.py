@@ -26,15 +26,26 @@ class WireCount:
     calls: int = 0
 
 
+def allgather_into(output: torch.Tensor, input: torch.Tensor, group: dist.ProcessGroup) -> Any:
+    """Async allgather of equal chunks into one tensor (torch >= 2.12 names it all_gather_single)."""
+    fn = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    return fn(output, input, group=group, async_op=True)
+
+
+def _gather_name() -> str:
+    return "all_gather_single" if hasattr(dist, "all_gather_single") else "all_gather_into_tensor"
+
+
 def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
 @contextmanager
 def collective_meter(count: WireCount) -> Iterator[WireCount]:
-    """Within the block, every dist.all_reduce / all_gather_single adds its bytes to `count`."""
+    """Within the block, every dist.all_reduce / allgather-into-tensor adds its bytes to `count`."""
+    gather_name = _gather_name()
     orig_ar: Callable[..., Any] = dist.all_reduce
-    orig_ag: Callable[..., Any] = dist.all_gather_single
+    orig_ag: Callable[..., Any] = getattr(dist, gather_name)
 
     def all_reduce(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         p = dist.get_world_size(kwargs.get("group"))
@@ -51,12 +62,12 @@ def collective_meter(count: WireCount) -> Iterator[WireCount]:
         return orig_ag(output, input, *args, **kwargs)
 
     dist.all_reduce = all_reduce
-    dist.all_gather_single = all_gather_single  # type: ignore[assignment]
+    setattr(dist, gather_name, all_gather_single)
     try:
         yield count
     finally:
         dist.all_reduce = orig_ar
-        dist.all_gather_single = orig_ag
+        setattr(dist, gather_name, orig_ag)
 
 
 def loopback_bytes() -> int | None:

@@ -50,8 +50,8 @@ class TinyLM(nn.Module):
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 256)
-        self.mask: torch.Tensor
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(context), persistent=False)
+        # A plain attribute, not a buffer: DDP would otherwise broadcast it every step (uncounted traffic).
+        self.mask = nn.Transformer.generate_square_subsequent_mask(context)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         t = tokens.shape[1]
