@@ -53,6 +53,15 @@ def test_every_tool_has_a_schema_and_description() -> None:
             assert "type" in prop, (s.name, name)
 
 
+def test_id_parameters_list_the_plant_ids() -> None:
+    t = _tools(Plant.create(0))
+    assert t["predict_rul"].parameters["properties"]["machine_id"]["enum"] == [f"M{i}" for i in range(1, 9)]
+    assert t["schedule_jobs"].parameters["properties"]["job_ids"]["items"]["enum"][0] == "J1"
+    assert "enum" not in t["close_maintenance_order"].parameters["properties"]["order_id"]
+    with pytest.raises(UserError, match="'job_ids'"):
+        t["schedule_jobs"].call({"job_ids": ["J99"]})
+
+
 def test_maintenance_order_lifecycle() -> None:
     p = Plant.create(1)
     t = _tools(p)

@@ -5,6 +5,7 @@ Every tool validates its arguments and raises UserError/NotFoundError that name 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from blacksoil.config import settings
@@ -275,6 +276,27 @@ TOOLS = (
 )
 
 
+# Parameters that name a record of the plant; maintenance order ids are created at run time, so not listed.
+_ID_PARAMS = {"machine_id": "machines", "robot_id": "robots", "part_id": "parts", "job_ids": "jobs",
+              "order_id": "orders"}
+_NOT_IDS = {("close_maintenance_order", "order_id")}
+
+
+def _with_id_enums(spec: ToolSpec, plant: Plant) -> ToolSpec:
+    """The schema with id parameters as enums of the ids that exist, so constrained decoding emits only real ids."""
+    props = dict(spec.parameters["properties"])
+    for name, collection in _ID_PARAMS.items():
+        if name in props and (spec.name, name) not in _NOT_IDS:
+            ids = sorted(plant.state[collection], key=lambda x: (len(x), x))
+            prop = dict(props[name])
+            if prop.get("type") == "array":
+                prop["items"] = {"type": "string", "enum": ids}
+            else:
+                prop["enum"] = ids
+            props[name] = prop
+    return replace(spec, parameters={**spec.parameters, "properties": props})
+
+
 def tools(plant: Plant) -> list[ToolSpec]:
-    """All plant tools bound to `plant`, ready for an agent runtime."""
-    return [bind(fn, plant) for fn in TOOLS]
+    """All plant tools bound to `plant`, ready for an agent runtime (id parameters list the plant's ids)."""
+    return [_with_id_enums(bind(fn, plant), plant) for fn in TOOLS]
