@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from blacksoil.agents.config import AgentsConfig
 from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.compression.config import CompressionConfig
+from blacksoil.configbase import ComponentConfig
 from blacksoil.errors import ConfigError
 from blacksoil.experience.config import ExperienceConfig
 from blacksoil.factories.manufacturing.config import ManufacturingConfig
@@ -23,6 +24,38 @@ from blacksoil.learning.config import LearningConfig
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.security.config import SecurityConfig
 from blacksoil.serving.config import ServingConfig
+
+
+class PlatformConfig(ComponentConfig):
+    """How the pillars are assembled into one running platform."""
+
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    """API key -> tenant. Empty: no authentication, tenant from the X-Tenant header (single-user installs)."""
+    experience_sink: str = "store"
+    """Where the gateway sends ExperienceEvents: `store` (anonymized SQLite/PostgreSQL) or `jsonl` (raw file)."""
+    console: bool = True
+    """Serve the web console at /console."""
+    learner: bool = False
+    """`blacksoil up` also runs learning rounds in the background."""
+    learner_interval_s: float = 600.0
+    """Seconds between background learning rounds (s)."""
+
+    @field_validator("experience_sink")
+    @classmethod
+    def _sink(cls, v: str) -> str:
+        if v not in ("store", "jsonl"):
+            raise ValueError(f"experience_sink {v!r} is unknown; use 'store' or 'jsonl'")
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, tenant in v.items():
+            if len(key) < 16:
+                raise ValueError(f"API key {key[:4]}… is {len(key)} characters; use at least 16 random characters")
+            if not tenant:
+                raise ValueError(f"API key {key[:4]}… maps to an empty tenant; name the tenant")
+        return v
 
 
 def _config_file() -> Path:
@@ -61,6 +94,8 @@ class Settings(BaseSettings):
     """The AgentScore benchmark."""
     manufacturing: ManufacturingConfig = ManufacturingConfig()
     """The manufacturing factory template."""
+    platform: PlatformConfig = PlatformConfig()
+    """How the pillars are assembled: API keys and tenants, experience sink, console, background learner."""
 
     @field_validator("home", mode="after")
     @classmethod

@@ -164,6 +164,16 @@ class PrioritizedReplay:
                      t.get("content_hash"), float(p))
         return self.next_id - before
 
+    def top(self, n: int) -> list[tuple[str, float, int]]:
+        """The n items sampled most often now: (key, sampling probability, policy version), highest first."""
+        size = len(self)
+        total = self.tree.total
+        if size == 0 or total <= 0:
+            return []
+        leaves = self.tree.leaves()[:size]
+        order = np.argsort(-leaves, kind="stable")[:n]
+        return [(str(self.keys[i]), float(leaves[i] / total), int(self.version[i])) for i in order if leaves[i] > 0]
+
     def save(self, path: Path) -> None:
         """Write the buffer to `path` atomically (tmp file + rename)."""
         path.parent.mkdir(parents=True, exist_ok=True)

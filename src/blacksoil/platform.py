@@ -1,0 +1,90 @@
+"""The composition root: one gateway app carrying every pillar's HTTP surface, and `blacksoil up`.
+
+Pillars stay apart; only this module knows that the feedback API, the console and the auth layer share the app.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from blacksoil.config import Settings
+from blacksoil.contracts import ExperienceSink
+
+# Probes, aggregate metrics, the API schema and the console's static shell stay open: no tenant data in them.
+_OPEN_PATHS = frozenset({"/health", "/metrics", "/console", "/docs", "/openapi.json"})
+_OPEN_PREFIXES = ("/console/static/",)
+
+
+def _auth_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "authentication_error", "code": str(status),
+                                   "param": None}}, status_code=status,
+                        headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
+
+
+def install_auth(app: FastAPI, api_keys: dict[str, str]) -> None:
+    """Bearer API keys map to tenants; the tenant lands in request.state.tenant for every pillar's routes.
+
+    With keys configured a client can never choose its tenant: the X-Tenant header is ignored.
+    """
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if not api_keys:
+            request.state.tenant = request.headers.get("x-tenant") or "default"
+            return await call_next(request)
+        if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            return _auth_error(401, "missing API key; send `Authorization: Bearer <key>`")
+        tenant = next((t for k, t in api_keys.items() if hmac.compare_digest(k, token)), None)
+        if tenant is None:
+            return _auth_error(401, "unknown API key; ask the operator for a key of your tenant")
+        request.state.tenant = tenant
+        return await call_next(request)
+
+
+def make_sink(s: Settings) -> ExperienceSink:
+    """The experience sink the platform settings ask for."""
+    if s.platform.experience_sink == "store":
+        from blacksoil.experience.sink import StoreSink
+
+        return StoreSink.from_settings(s)
+    from blacksoil.serving.launch import experience_path
+    from blacksoil.serving.sink import JsonlSink
+
+    return JsonlSink(experience_path(s))
+
+
+def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, openai_base_url: str | None = None,
+                  extras: dict[str, Any] | None = None) -> None:
+    """Add auth, the feedback API and the console to a gateway app created by blacksoil.serving."""
+    install_auth(app, s.platform.api_keys)
+    store = getattr(sink, "store", None)
+    if store is not None:
+        from blacksoil.experience.api import feedback_router
+
+        app.include_router(feedback_router(lambda: store))
+    if s.platform.console:
+        from blacksoil.console.context import ConsoleContext
+        from blacksoil.console.router import console_router
+        from blacksoil.console.sampler import ServingSampler
+
+        gateway = getattr(app.state, "gateway", None)
+        sampler = ServingSampler(gateway.metrics.registry) if gateway is not None else None
+        ctx = ConsoleContext(s, pool=getattr(app.state, "pool", None), sampler=sampler,
+                             extras={"openai_base_url": openai_base_url, **(extras or {})})
+        if store is not None:
+            ctx.extras["experience_store"] = store
+        app.include_router(console_router(ctx))
+        app.state.console = ctx
+        if sampler is not None:
+            sampler.start()
+            app.router.on_shutdown.append(sampler.stop)
