@@ -69,7 +69,8 @@ def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
                   [{"label": "rewards", "data": hist, "backgroundColor": "#e0b35a"}]),
         ],
         "tables": [
-            table("replay", "replay buffer: highest priorities now", ["item (session)", "sampling probability", "policy version"],
+            table("replay", "replay buffer: highest priorities now",
+                  ["item (session)", "sampling probability", "policy version"],
                   _replay_rows(ctx), "the learner has not saved a replay buffer yet"),
             table("recent", "latest model calls", ["time", "session", "model", "adapter", "tokens"],
                   [[time.strftime("%H:%M:%S", time.localtime(c["created_at"])), c["session_id"], c["model"],
