@@ -72,4 +72,4 @@ def test_tool_turns_are_flattened_for_a_template_without_tools() -> None:
     _, body = plan_request({"messages": history, "tools": [TOOL]})
     roles = [m["role"] for m in body["messages"]]  # type: ignore[index]
     assert roles == ["system", "user", "assistant", "user"]
-    assert '"name": "add"' in body["messages"][2]["content"]  # type: ignore[index]
+    assert "add" in body["messages"][2]["content"] and "add" in body["messages"][3]["content"]  # type: ignore[index]

@@ -149,18 +149,25 @@ def _system(specs: dict[str, dict[str, Any]], names: list[str], allow_answer: bo
 
 
 def _flatten(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rewrite tool-call turns into plain text the template can render (it knows no tool roles)."""
+    """Rewrite tool-call turns as plain sentences the template can render (it knows no tool roles).
+
+    Sentences rather than raw JSON: a small model shown JSON turns tends to answer with more JSON.
+    """
     out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
     for m in messages:
         role = m.get("role")
         if role == "assistant" and m.get("tool_calls"):
-            calls = [{"name": c["function"]["name"], "arguments": _loads(c["function"].get("arguments", "{}"))}
-                     for c in m["tool_calls"]]
-            text = "\n".join(json.dumps(c) for c in calls)
-            out.append({"role": "assistant", "content": ((m.get("content") or "") + "\n" + text).strip()})
+            said = []
+            for c in m["tool_calls"]:
+                names[c.get("id", "")] = c["function"]["name"]
+                args = json.dumps(_loads(c["function"].get("arguments", "{}")))
+                said.append(f"I call the tool {c['function']['name']} with arguments {args}.")
+            out.append({"role": "assistant", "content": ((m.get("content") or "") + " " + " ".join(said)).strip()})
         elif role == "tool":
-            out.append({"role": "user", "content": f"The tool returned: {_text(m.get('content'))}\n"
-                                                   "Use this result to answer my question."})
+            name = m.get("name") or names.get(m.get("tool_call_id", ""), "the tool")
+            out.append({"role": "user", "content": f"The tool {name} returned: {_text(m.get('content'))}\n"
+                                                   "Use this result to answer my question in plain words."})
         elif isinstance(m.get("content"), list):
             out.append({**m, "content": _text(m["content"])})
         else:
