@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from blacksoil.config import settings
 from blacksoil.errors import NotFoundError
 from blacksoil.factories.toolspec import ToolSpec
 
@@ -38,8 +37,7 @@ class ManufacturingEnv:
     def __init__(self, seed: int = 0, overrides: dict[str, Any] | None = None) -> None:
         from blacksoil.factories.manufacturing.plant import Plant
 
-        cfg = settings().manufacturing
-        self.plant = Plant.create(seed, overrides, machines=cfg.machines, robots=cfg.robots)
+        self.plant = Plant.create(seed, overrides)
 
     def tools(self) -> list[ToolSpec]:
         """The plant operator's tools."""

@@ -11,12 +11,12 @@ from blacksoil.configbase import ComponentConfig
 
 
 class ManufacturingConfig(ComponentConfig):
-    """Settings of the manufacturing template: plant size, RUL model and job-shop solver."""
+    """Settings of the manufacturing template: RUL model and job-shop solver.
 
-    machines: int = 8
-    """Number of machines in the simulated plant (count, 1..20); each is backed by one C-MAPSS FD001 test engine."""
-    robots: int = 3
-    """Number of mobile robots moving parts between stations (count)."""
+    The plant's size is part of each task's initial state (seed and overrides), not a setting, so that a task means
+    the same thing on every installation; so are the robots' battery costs (plant.BATTERY_PER_HOP).
+    """
+
     rul_cap: int = 125
     """Piecewise-linear cap on the remaining-useful-life training target (cycles)."""
     rul_window: int = 30
@@ -27,17 +27,8 @@ class ManufacturingConfig(ComponentConfig):
     """Default wall-clock limit of one CP-SAT job-shop solve (seconds)."""
     jobshop_workers: int = 2
     """CP-SAT search workers (threads); keep at or below the cores the scheduler grants."""
-    robot_battery_per_hop: float = 5.0
-    """Battery a robot spends per station it moves across (percent)."""
 
-    @field_validator("machines")
-    @classmethod
-    def _machines_in_range(cls, v: int) -> int:
-        if not 1 <= v <= 20:
-            raise ValueError(f"machines={v} must be between 1 and 20")
-        return v
-
-    @field_validator("rul_cap", "rul_window", "rul_trees", "jobshop_workers", "robots")
+    @field_validator("rul_cap", "rul_window", "rul_trees", "jobshop_workers")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

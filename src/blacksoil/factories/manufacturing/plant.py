@@ -21,6 +21,8 @@ PRODUCTS = ("gearbox", "pump_housing", "bracket", "valve_body", "shaft", "flange
 CUSTOMERS = ("Acme Motors", "Nordwind Energy", "Kite Aerospace", "Harbor Pumps", "Ridge Agri")
 PART_KINDS = ("steel_blank", "casting", "bar_stock", "fastener_kit", "bearing")
 DEGRADED_BELOW = 30  # true remaining cycles under which a machine shows as degraded
+BATTERY_PER_HOP = 5.0  # battery percent a robot spends per station it moves across
+BATTERY_RESERVE = 10.0  # battery percent a trip must leave
 
 
 class Plant:
@@ -34,7 +36,9 @@ class Plant:
     @classmethod
     def create(cls, seed: int = 0, overrides: dict[str, Any] | None = None, machines: int = 8,
                robots: int = 3) -> Plant:
-        """Build the plant for `seed`, then deep-merge `overrides` (unknown ids/keys are rejected)."""
+        """Build the plant for `seed`, then deep-merge `overrides` (unknown keys are rejected, new records allowed)."""
+        if not 1 <= machines <= len(KINDS) * 2:
+            raise ConfigError(f"machines={machines} must be between 1 and {len(KINDS) * 2}")
         rng = random.Random(seed)
         units = rng.sample(sorted(rul.test_engines()), machines)
         truth = rul.test_true_rul()

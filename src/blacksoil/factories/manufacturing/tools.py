@@ -13,7 +13,7 @@ from blacksoil.errors import UserError
 from blacksoil.factories.toolspec import ToolSpec, bind
 
 from . import jobshop
-from .plant import STATIONS, Plant
+from .plant import BATTERY_PER_HOP, BATTERY_RESERVE, STATIONS, Plant
 
 MachineState = Literal["running", "idle", "degraded", "down"]
 MoKind = Literal["inspection", "repair", "replacement"]
@@ -245,12 +245,12 @@ def dispatch_robot(plant: Plant, robot_id: str, part_id: str, to_station: str) -
     r = plant.get("robots", robot_id, "robot")
     part = plant.get("parts", part_id, "part")
     _station(to_station, "to_station")
-    per_hop = settings().manufacturing.robot_battery_per_hop
-    need = per_hop * (_hops(r["location"], part["location"]) + _hops(part["location"], to_station))
+    need = BATTERY_PER_HOP * (_hops(r["location"], part["location"]) + _hops(part["location"], to_station))
     if r["status"] != "idle":
         raise UserError(f"robot {robot_id} is {r['status']}; pick an idle robot (see list_robots)")
-    if r["battery"] - need < 10:
-        raise UserError(f"robot {robot_id} has {r['battery']}% battery but the trip needs {need:.0f}% and 10% must "
+    if r["battery"] - need < BATTERY_RESERVE:
+        raise UserError(f"robot {robot_id} has {r['battery']}% battery but the trip needs {need:.0f}% and "
+                        f"{BATTERY_RESERVE:.0f}% must "
                         "remain; charge it (charge_robot) or use another robot")
     r["battery"] = round(r["battery"] - need, 1)
     r["location"] = part["location"] = to_station

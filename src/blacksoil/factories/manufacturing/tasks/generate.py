@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from blacksoil.factories.manufacturing import jobshop
-from blacksoil.factories.manufacturing.plant import Plant
+from blacksoil.factories.manufacturing.plant import BATTERY_PER_HOP, BATTERY_RESERVE, Plant
 
 HERE = Path(__file__).parent
 Task = dict[str, Any]
@@ -248,7 +248,7 @@ def _robot_for(p: Plant, part: str, to: str) -> str | None:
     loc = p.state["parts"][part]["location"]
     for r in sorted(p.state["robots"]):
         x = p.state["robots"][r]
-        if x["battery"] - 5.0 * (_hops(x["location"], loc) + _hops(loc, to)) >= 10:
+        if x["battery"] - BATTERY_PER_HOP * (_hops(x["location"], loc) + _hops(loc, to)) >= BATTERY_RESERVE:
             return r
     return None
 
