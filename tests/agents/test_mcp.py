@@ -58,7 +58,8 @@ def test_stdio_server_tools_are_listed_and_called(ledger: Path) -> None:
         tools = {t.name: t for t in conn.tools()}
         assert set(tools) == {"add", "stamp", "fail"}
         assert tools["add"].parameters["required"] == ["a", "b"]
-        assert tools["stamp"].flags.state_changing and tools["add"].flags.untrusted_output  # MCP output is untrusted
+        assert tools["stamp"].flags.state_changing and tools["stamp"].flags.untrusted_output  # MCP output is untrusted
+        assert tools["add"].flags.untrusted_output and not tools["add"].flags.state_changing
         assert tools["add"].invoke({"a": 2, "b": 40}, CTX) == 42
         assert tools["stamp"].invoke({"text": "hi"}, CTX) == "stamped hi"
         with pytest.raises(UserError, match="failed because reasons"):

@@ -31,8 +31,8 @@ class MCPServerSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Environment for a stdio server (only these variables: no inherited secrets)."""
     flags: dict[str, ToolFlagsSpec] = Field(default_factory=dict)
-    """Per-tool safety flags; tools not named get `default_flags`."""
-    default_flags: ToolFlagsSpec = Field(default_factory=lambda: ToolFlagsSpec())
+    """Per-tool safety flags (the fields given override `default_flags`)."""
+    default_flags: ToolFlagsSpec = Field(default_factory=lambda: ToolFlagsSpec(untrusted_output=True))
     """Flags of tools not named in `flags` (MCP tools are untrusted by default)."""
 
     @model_validator(mode="after")
@@ -51,7 +51,7 @@ class ToolFlagsSpec(BaseModel):
     requires_approval: bool = False
     state_changing: bool = False
     sensitive: bool = False
-    untrusted_output: bool = True
+    untrusted_output: bool = False
 
     def flags(self) -> ToolFlags:
         return ToolFlags(**self.model_dump())
@@ -112,7 +112,11 @@ class MCPConnection:
         listed = self._run(self._client.list_tools())
         out = []
         for t in listed.tools:
-            flags = self.spec.flags.get(t.name, self.spec.default_flags).flags()
+            named = self.spec.flags.get(t.name)
+            # A tool's own flags override only the fields they set; the rest come from default_flags.
+            chosen = self.spec.default_flags if named is None else self.spec.default_flags.model_copy(
+                update={k: getattr(named, k) for k in named.model_fields_set})  # fmt: skip
+            flags = chosen.flags()
             schema = dict(t.input_schema or {"type": "object", "properties": {}})
             schema.pop("title", None)
             for prop in schema.get("properties", {}).values():
