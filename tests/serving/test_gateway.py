@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import openai
@@ -146,3 +147,21 @@ def test_experience_events_are_written(gw: GatewayHandle) -> None:
     assert e.completion_token_ids and len(e.completion_token_ids) == e.usage["completion_tokens"]
     assert e.completion_logprobs and all(lp <= 0 for lp in e.completion_logprobs)
     assert e.timings["e2e_s"] >= e.timings["ttft_s"] > 0
+
+
+def test_client_disconnect_frees_the_slot(gw: GatewayHandle) -> None:
+    body = {"model": gw.model, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 200,
+            "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=120) as r:
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data: ")
+            if seen == 3:
+                break  # hang up mid-stream
+    deadline = time.monotonic() + 5  # far less than the ~200 tokens the stream still had to go
+    while gw.pool.inflight("r0") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gw.pool.inflight("r0") == 0
+    r2 = _client(gw).chat.completions.create(model=gw.model, messages=[{"role": "user", "content": "Hi"}],
+                                             max_tokens=2)
+    assert r2.choices[0].message.content is not None

@@ -1,6 +1,15 @@
 """The FastAPI app of the gateway: OpenAI routes, /health, /metrics, and the one JSON error shape.
 
 Every 4xx/5xx, FastAPI's own validation errors and 404s included, answers {"error": {message, type, code, param}}.
+
+Protected (each with a test in tests/serving): malformed or mistyped bodies never reach the engine and never
+show a traceback (test_errors.py); a flood of requests meets a bounded queue and a 429, never an unbounded
+backlog (test_gateway.py::test_full_queue_answers_429_with_retry_after); a crashing engine cannot take the
+gateway down (test_recovery.py); a client that hangs up mid-stream gives its slot back
+(test_gateway.py::test_client_disconnect_frees_the_slot).
+Not protected: there is no authentication or TLS (the gateway binds 127.0.0.1 unless told otherwise; put it behind
+an authenticating proxy before exposing it), the X-Tenant and X-Priority headers are trusted as sent, and there
+are no per-tenant rate limits.
 """
 
 from __future__ import annotations
