@@ -13,6 +13,7 @@ import numpy as np
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.policy import Policy
 from blacksoil.scheduling.state import Action, ClusterState, Decision, JobStatus, Plan, ServingState
+from blacksoil.scheduling.topology import Level
 from blacksoil.scheduling.workloads import Quota
 
 
@@ -83,6 +84,14 @@ class KueuePolicy(HPAServing, Policy):
             plan.add(self.preempt(state, int(i), False,
                                   f"reclaimWithinCohort: serving needs {shortfall} acc; evict (prio {j.priority[i]})"))
             need -= int(j.alloc[i])
+
+
+class KueueRequiredTopology(KueuePolicy):
+    """Kueue with Topology-Aware Scheduling in *required* mode at the pod (spine) level: a gang waits for room
+    inside one pod instead of spreading across the cluster. The strongest Kueue configuration modelled here."""
+
+    name = "kueue_tas_required"
+    max_level = Level.POD
 
 
 class LyraPolicy(HPAServing, Policy):

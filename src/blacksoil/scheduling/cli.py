@@ -7,21 +7,33 @@ from __future__ import annotations
 
 import typer
 
-NOTES = """Model (see src/blacksoil/scheduling/traces.py, baselines.py): serving demand replays the Azure LLM code trace
-(1 h, tiled; each of the deployments sums 256 copies at random offsets, with a 35-100 % diurnal curve, phases
-spread over 6 h), normalized so the peak needs the given fraction of the cluster at the SLO utilization
-(M/M/1 p99 → ρ ≤ 0.8). Replicas take 60 s to warm up; a step is 30 s. Learning jobs come from Alibaba openb
-GPU pods (size = GPUs × 8 × max(1, N/2500), duration × 4 clipped to 0.5-8 h, QoS → priority, BE elastic to
-half), offered at 1.2× the cluster's accelerator-hours, a third queued at t=0. Checkpoints every 30 min cost
-60 s; a (re)start costs 120 s; a gang across pods runs at 80 %, across racks in a pod at 95 %.
-Baselines as the real systems behave: static = serving pool sized for the peak under HPA (target 0.6), learning
-on the rest; Kueue = the same nominal quotas in one cohort, learning borrows, serving reclaims by evicting
-whole workloads (lowest priority, newest first; pods killed after a 30 s grace period, no coordinated
-checkpoint), partial admission but no growth, TAS 'preferred' placement; Lyra = whole idle serving nodes
-loaned, elastic jobs scale in on reclaim, non-elastic ones are preempted. Ours: Holt forecast + 3σ headroom
-looking ahead one warm-up + checkpoint, trims elastic jobs first, checkpoints before stopping unless the
-SLO is missed now, keeps 15 min of forecast growth unlent, gangs confined to one pod.
-Decision latency is wall time of one policy step in Python on this machine (shared with other work)."""
+NOTES = """Model (src/blacksoil/scheduling/traces.py, baselines.py). Serving demand replays the Azure LLM code trace
+(1 h, tiled; each deployment sums 256 copies at random offsets, times a 35-100 % diurnal curve, phases spread
+over 6 h), normalized so the peak needs the given fraction of the cluster at the SLO utilization (M/M/1 p99 →
+ρ ≤ 0.8); replicas take 60 s to warm up; a step is 30 s; SLO attainment = demand served by ready replicas at
+ρ ≤ 0.8. Learning jobs come from Alibaba openb GPU pods (size = GPUs × 8 × max(1, N/2500), duration × 4 clipped
+to 0.5-8 h, QoS → priority, BE jobs elastic to half), offered at 1.2× the cluster's accelerator-hours, a third
+queued at t=0. Checkpoints every 30 min cost 60 s; a (re)start costs 120 s; a gang across racks runs at 95 %,
+across pods at 80 % (assumed link penalties).
+Baselines as the real systems behave. static: serving pool sized for the trace's peak under HPA,
+learning on the rest. kueue: the same nominal quotas in one cohort; learning borrows; serving reclaims by
+evicting whole workloads (lowest priority, newest first; killed after a 30 s grace period, no coordinated
+checkpoint: kueue#477); partial admission, no growth (kueue#77); TAS 'preferred' (falls back to the whole
+cluster). kueue_tas_required: the same with TAS 'required' at the pod level. lyra: whole idle serving nodes
+loaned; on reclaim elastic jobs scale in, non-elastic ones are killed. unified (ours): Holt forecast + kσ
+headroom one warm-up + checkpoint ahead, keeps 5 min of forecast growth unlent, trims elastic jobs before
+stopping any, checkpoints before stopping unless the SLO is missed now and a checkpoint is slower than a kill,
+gangs confined to one pod. All baselines serve with the same reactive HPA.
+Equal footing: every policy's one serving knob was tuned by the same rule on this trace (seed 0) — the
+leanest setting that keeps SLO attainment >= 0.999: HPA target 0.72 for all baselines (0.74 drops below),
+k = 1σ for ours (0.5σ drops below). With the baselines at the untuned HPA default-ish 0.6, ours looks far
+better; that comparison is not the result.
+Reading the result: ours beats static (> 1.3×) and Kueue with TAS 'preferred' (> 1.1×), but most of the
+gain over 'kueue' is topology confinement: Kueue with TAS 'required' (kueue_tas_required) gets it back and
+matches our goodput within a few per cent; what remains ours is ~20× less lost work than Kueue (checkpoint
+before stop, trimming elastic jobs), though with as many or more preemptions. Decision latency is the wall
+time of one policy step in Python; on this shared 2-core machine (load average > 10) it is dominated by CPU
+contention."""
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -31,9 +43,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def sim(
         accelerators: int = typer.Option(10_000, help="Cluster size in accelerators (a multiple of 8)."),
         hours: float = typer.Option(24.0, help="Simulated hours."),
-        policy: str = typer.Option("all", help="static, kueue, lyra, unified, or all."),
+        policy: str = typer.Option("all", help="static, kueue, kueue_tas_required, lyra, unified, or all."),
         seed: int = typer.Option(0, help="Random seed of the trace offsets and job sampling."),
         write_doc: bool = typer.Option(True, help="Append the result and plots to docs/benchmarks.md."),
+        note: str = typer.Option("", help="Extra text for the notes in docs/benchmarks.md (e.g. other measurements)."),
     ) -> None:
         """Trace-driven simulation of the unified scheduler against static, Kueue-style and Lyra-style baselines."""
         import time
@@ -74,7 +87,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             for r in results
         }
         if "unified" in by:
-            for base in ("static", "kueue", "lyra"):
+            for base in ("static", "kueue", "kueue_tas_required", "lyra"):
                 if base in by and by[base].goodput_acc_hours > 0:
                     ratio = by["unified"].goodput_acc_hours / by[base].goodput_acc_hours
                     result[f"goodput_ratio_vs_{base}"] = round(ratio, 4)
@@ -88,4 +101,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                  round(r.jct_mean_h, 2), r.jobs_done, r.preemptions, round(r.decision_p50_ms, 3),
                  round(r.decision_p99_ms, 3)] for r in results]
         report(f"Unified scheduler simulation: {accelerators} accelerators, {hours:g} h", headers, rows, result,
-               notes=NOTES, images=[f"img/{p.name}" for p in images], write_doc=write_doc)
+               notes=NOTES + ("\n\n" + note if note else ""), images=[f"img/{p.name}" for p in images],
+               write_doc=write_doc)

@@ -18,7 +18,7 @@ def plot_allocation(results: list[SimResult], accelerators: int, path: Path) -> 
     import matplotlib.pyplot as plt
 
     n = len(results)
-    cols = 2 if n > 1 else 1
+    cols = 3 if n > 4 else 2 if n > 1 else 1
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.2 * rows), sharex=True, sharey=True, squeeze=False)
     for ax, r in zip(axes.flat, results, strict=False):

@@ -58,7 +58,7 @@ class Policy(ABC):
     def can_place(self, state: ClusterState, free: np.ndarray, i: int, size: int,
                   max_level: Level | None = None) -> Placement | None:
         """Where job i would run at `size` accelerators (quota and topology permitting), or None."""
-        if not quota_allows(state.quotas, self._usage(state, free), "learning", size):
+        if state.quotas and not quota_allows(state.quotas, self._usage(state, free), "learning", size):
             return None
         return state.cluster.can_place(free, size, self.max_level if max_level is None else max_level)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from blacksoil.errors import ConfigError
-from blacksoil.scheduling.baselines import KueuePolicy, LyraPolicy, StaticPartition
+from blacksoil.scheduling.baselines import KueuePolicy, KueueRequiredTopology, LyraPolicy, StaticPartition
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.policy import Policy, UnifiedPolicy
 from blacksoil.scheduling.state import ClusterState, JobStatus
@@ -23,7 +23,7 @@ from blacksoil.scheduling.topology import Cluster
 from blacksoil.scheduling.traces import learning_jobs, serving_demand
 from blacksoil.scheduling.workloads import LearningJob, ServingDeployment
 
-POLICIES = ("static", "kueue", "lyra", "unified")
+POLICIES = ("static", "kueue", "kueue_tas_required", "lyra", "unified")
 
 
 @dataclass
@@ -70,6 +70,8 @@ def make_policy(name: str, sc: Scenario) -> Policy:
         return StaticPartition(sc.cfg, pool)
     if name == "kueue":
         return KueuePolicy(sc.cfg, pool * sc.cluster.per_node, sc.cluster.accelerators)
+    if name == "kueue_tas_required":
+        return KueueRequiredTopology(sc.cfg, pool * sc.cluster.per_node, sc.cluster.accelerators)
     if name == "lyra":
         return LyraPolicy(sc.cfg, pool)
     if name == "unified":
