@@ -164,8 +164,8 @@ def _allgather_scheme(
 
     def decode(_: torch.futures.Future[object]) -> torch.Tensor:
         chunks = gathered.view(world, -1)
-        idx = chunks[:, : 4 * k].contiguous().view(torch.int32).flatten().long()
-        vals = chunks[:, 4 * k :].contiguous().view(vdtype).flatten().to(buf.dtype)
+        idx = chunks[:, : 4 * k].flatten().view(torch.int32).long()
+        vals = chunks[:, 4 * k :].flatten().view(vdtype).to(buf.dtype)
         buf.zero_()
         buf.index_add_(0, idx, vals)
         return buf.div_(world)

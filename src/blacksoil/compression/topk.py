@@ -66,8 +66,8 @@ def topk_hook(state: TopKState, bucket: dist.GradBucket) -> torch.futures.Future
 
     def decode(_: torch.futures.Future[object]) -> torch.Tensor:
         chunks = gathered.view(world, -1)
-        all_idx = chunks[:, : 4 * k].contiguous().view(torch.int32).flatten().long()
-        all_vals = chunks[:, 4 * k :].contiguous().view(torch.float32).flatten().to(buf.dtype)
+        all_idx = chunks[:, : 4 * k].flatten().view(torch.int32).long()
+        all_vals = chunks[:, 4 * k :].flatten().view(torch.float32).to(buf.dtype)
         buf.zero_()
         buf.index_add_(0, all_idx, all_vals)
         return buf.div_(world)
