@@ -106,3 +106,28 @@ def test_agent_group_lands_on_one_node() -> None:
     assert [d.target for d in placed] == ["team"]
     assert len(placed[0].nodes) == 1 and sum(placed[0].nodes.values()) == 6
     assert "huge" not in state.group_node
+
+
+def test_kueue_baseline_evicts_newest_borrower_without_checkpoint() -> None:
+    from blacksoil.scheduling.baselines import KueuePolicy
+
+    cfg = SchedulingConfig(step_s=30, hpa_target_utilization=1.0, hpa_scale_down_window_s=0)
+    jobs = [LearningJob("old", size=8, work_acc_h=100), LearningJob("new", size=8, work_acc_h=100, arrival_s=60)]
+    c = Cluster(nodes=4, accelerators_per_node=8, nodes_per_rack=2, racks_per_pod=2)
+    policy = KueuePolicy(cfg, serving_nominal=24, total=32)
+    state = ClusterState(c, [ServingDeployment("chat", slo_max_utilization=1.0)], jobs, quotas=policy.quotas,
+                         restart_s=0, kill_grace_s=0, cold_start_s=0)
+    for _ in range(4):
+        state.serving["chat"].observe(8, 0.5, 0.2)
+        policy.observe(state)
+        state.apply(policy.decide(state))
+        state.advance(30)
+    assert state.jobs.alloc.sum() == 16  # both borrow serving's unused quota
+    state.jobs.since_ckpt[:] = 0.5
+    state.serving["chat"].observe(24, 0.5, 0.2)
+    policy.observe(state)
+    plan = policy.decide(state)
+    stops = [d for d in plan if d.action is Action.STOP]
+    assert [d.target for d in stops] == ["new"] and not stops[0].checkpoint  # newest admitted, killed
+    state.apply(plan)
+    assert state.jobs.lost[state.jobs.idx("new")] == 0.5

@@ -26,7 +26,8 @@ class ProcessWorkload:
     (checkpoint=False, or a child that overruns the timeout) sends SIGKILL and loses what it had not saved."""
 
     def __init__(self, name: str, kind: WorkloadKind, argv: Sequence[str], cwd: Path | None = None,
-                 env: dict[str, str] | None = None, stop_timeout_s: float = 30.0, log: Path | None = None):
+                 env: dict[str, str] | None = None, stop_timeout_s: float = 30.0, log: Path | None = None,
+                 thread_env: Sequence[str] = ()):
         if not argv:
             raise ConfigError(f"workload {name!r} has an empty command; give the program and its arguments")
         self.name = name
@@ -36,6 +37,9 @@ class ProcessWorkload:
         self.env = dict(env or {})
         self.stop_timeout_s = stop_timeout_s
         self.log = log
+        self.thread_env = tuple(THREAD_ENV) + tuple(thread_env)
+        """Environment variables set to the core count (e.g. BLACKSOIL_LEARNING__TORCH_THREADS,
+        BLACKSOIL_SERVING__THREADS for the real learner and gateway)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.allocation: Allocation | None = None
         self.starts = 0
@@ -51,7 +55,7 @@ class ProcessWorkload:
             raise InternalError(f"workload {self.name!r} is already running (pid {self.proc.pid if self.proc else 0})")
         cores = tuple(allocation.cores)
         env = {**os.environ, **self.env, "BLACKSOIL_CORES": ",".join(map(str, cores))}
-        for k in THREAD_ENV:
+        for k in self.thread_env:
             env[k] = str(len(cores))
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         try:
