@@ -16,24 +16,14 @@ import pytest
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
+from agent_helpers import clerk, team  # noqa: E402
 from agent_scripted import ScriptedModel, serve  # noqa: E402
 
 from blacksoil.agents.loop import AgentRuntime  # noqa: E402
 from blacksoil.agents.model import ModelClient  # noqa: E402
-from blacksoil.agents.spec import AgentTeam, team_from_dict  # noqa: E402
+from blacksoil.agents.spec import AgentTeam  # noqa: E402
 from blacksoil.agents.store import RunStore  # noqa: E402
 from blacksoil.config import settings  # noqa: E402
-
-TEST_CEDAR = str(HERE / "data" / "test.cedar")
-
-
-def clerk(**over: Any) -> dict[str, Any]:
-    """A spec dict of the test agent: role clerk, the test tools, the test policies."""
-    return {"name": "clerk", "roles": ["clerk"], "tools": ["agent_test_tools"], "policies": [TEST_CEDAR], **over}
-
-
-def team(*agents: dict[str, Any]) -> AgentTeam:
-    return team_from_dict({"agents": list(agents)} if len(agents) != 1 else agents[0])
 
 
 @pytest.fixture
@@ -79,16 +69,3 @@ def make_runtime(store: RunStore) -> Iterator[Any]:
             obj.close()
         else:
             obj.__exit__(None, None, None)
-
-
-class ListSink:
-    """Collects experience events in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def emit(self, event: Any) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass

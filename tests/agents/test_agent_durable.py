@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from agent_helpers import HERE, TEST_CEDAR
 from agent_scripted import ScriptedModel, serve
 
 from blacksoil.agents.loop import AgentRuntime
@@ -21,7 +22,6 @@ from blacksoil.agents.model import ModelClient
 from blacksoil.agents.spec import load_team
 from blacksoil.agents.store import RunStore
 from blacksoil.config import settings
-from conftest import HERE, TEST_CEDAR
 
 
 def _start_and_kill(tmp_path: Path, ledger: Path, script: list[dict[str, Any]], marker: Path, run_id: str) -> tuple:

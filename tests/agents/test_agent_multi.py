@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import TEST_CEDAR, team
+from agent_helpers import TEST_CEDAR, team
 
 
 def _agent(name: str, prompt: str, **over: Any) -> dict[str, Any]:

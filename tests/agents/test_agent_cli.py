@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
+from agent_helpers import TEST_CEDAR
 from agent_scripted import ScriptedModel, serve
 from typer.testing import CliRunner
 
 from blacksoil.cli import app
-from conftest import TEST_CEDAR
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from agent_helpers import HERE, TEST_CEDAR, team
 
 from blacksoil.agents.mcp_tools import MCPConnection, MCPServerSpec
 from blacksoil.agents.tools import ToolContext
 from blacksoil.errors import RetryableError, UserError
-from conftest import HERE, TEST_CEDAR, team
 
 SERVER = str(HERE / "agent_mcp_server.py")
 CTX = ToolContext("r", "c", "r:c", "a")

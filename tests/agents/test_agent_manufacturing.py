@@ -89,7 +89,7 @@ def test_policy_entity_traits_mark_the_run(make_runtime: Any, operator: Any) -> 
 
 
 def test_restart_of_a_down_machine_needs_a_human(make_runtime: Any, operator: Any) -> None:
-    from conftest import team
+    from agent_helpers import team
 
     down = {"manufacturing": {"seed": 0, "overrides": {"machines": {"M2": {"state": "down"}}}}}
     spec = operator.entry.model_dump() | {"toolset_options": down}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from agent_helpers import ListSink, clerk, team
+
 from blacksoil.agents.loop import AgentRuntime
 from blacksoil.agents.model import ModelClient
 from blacksoil.agents.store import RunStore
 from blacksoil.config import settings
-from conftest import ListSink, clerk, team
 
 
 def test_run_through_the_gateway_with_the_default_model(tmp_path: Path, ledger: Path) -> None:

@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agent_helpers import ListSink, clerk, team
+
 from blacksoil.agents.loop import REASONS
-from conftest import ListSink, clerk, team
 
 
 def _tool_messages(rt: Any, run_id: str) -> list[dict[str, Any]]:

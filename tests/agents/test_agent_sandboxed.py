@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import TEST_CEDAR, clerk, team
+from agent_helpers import TEST_CEDAR, clerk, team
 
 
 def _results(rt: Any, run_id: str) -> list[str]:
