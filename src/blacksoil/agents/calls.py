@@ -1,6 +1,29 @@
 """One tool call through the runtime: parse, loop check, policy decision, execution, result, experience event.
 
 A side-effecting call is marked `started` (committed) before it runs, so a crash can never make it run twice.
+
+What the runtime protects, and what it does not (tests in tests/agents/):
+- Protects: no call runs without a policy decision with its arguments; denied calls do not run and the model is
+  only shown tools some policy may permit — test_agent_loop::test_policy_denies_and_hides_forbidden_tools,
+  test_agent_loop::test_unknown_agent_role_gets_nothing_state_changing.
+- Protects: a call needing approval runs only after a human approved exactly it (the agent cannot approve its
+  own call; a denial is final) — test_agent_loop::test_approval_pauses_then_approve_runs_the_call,
+  test_agent_loop::test_small_transfer_needs_no_approval_and_cannot_approve_itself,
+  test_agent_loop::test_denied_call_never_runs_and_the_model_is_told.
+- Protects: the rule of two is enforced from the run's persisted flags —
+  test_agent_loop::test_rule_of_two_requires_approval.
+- Protects: a side effect is never repeated by a crash and resume —
+  test_agent_durable::test_sigkill_mid_tool_resumes_without_repeating_side_effects; two processes never drive
+  one run at once — test_agent_durable::test_a_live_driver_keeps_others_out.
+- Protects: a tool marked sandboxed never runs in the agent's process (no host files, network or environment) —
+  test_agent_sandboxed::test_sandboxed_python_tool_sees_nothing_of_the_host.
+- Protects: a model repeating the same call is stopped before the repeat runs —
+  test_agent_loop::test_loop_detection_stops_before_the_repeat_runs.
+- Does not protect: against prompt injection inside what the policies permit — tool results reach the model
+  verbatim; `untrusted_output` only feeds the rule of two.
+- Does not protect: tools not marked sandboxed run in the agent's process with its privileges; MCP servers run
+  as their own processes (stdio servers get only the spec's `env` plus the SDK's minimal defaults), not sandboxed.
+- Does not protect: the answer text (no output filtering).
 """
 
 from __future__ import annotations
