@@ -23,6 +23,7 @@ from blacksoil.compression.hook import PrioritySamplingState, priority_sampling_
 from blacksoil.compression.topk import TopKState, topk_hook
 from blacksoil.compression.wire import WireCount, collective_meter, loopback_bytes
 from blacksoil.compression.workloads import heldout_loss, workload
+from blacksoil.errors import ConfigError
 
 METHODS = (
     "fp32_allreduce", "fp16", "powersgd_r1", "powersgd_r2", "topk_ef", "ours_allgather", "ours_shared",
@@ -99,7 +100,7 @@ def attach(method: str, model: DDP, spec: RunSpec) -> PrioritySamplingState | No
         model.register_comm_hook(ours, priority_sampling_hook)
         return ours
     else:
-        raise ValueError(f"unknown method {method!r}")
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     return None
 
 
