@@ -43,6 +43,35 @@ for _mod in _PILLAR_CLIS:
 _err = Console(stderr=True)
 
 
+@app.command()
+def up(
+    port: int = typer.Option(8000, help="TCP port on 127.0.0.1 for the API and the console."),
+    learner: bool | None = typer.Option(None, "--learner/--no-learner",
+                                        help="Run learning rounds in the background (default: platform.learner)."),
+) -> None:
+    """Run the whole platform until Ctrl-C: engine, gateway, experience store, console (and the learner)."""
+    import threading
+
+    from blacksoil.config import settings
+    from blacksoil.platform import running_platform, start_background_learner
+
+    s = settings()
+    stop = threading.Event()
+    with running_platform(s, port=port) as gw:
+        _err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
+        worker = start_background_learner(gw, s, stop) if (s.platform.learner if learner is None else learner) \
+            else None
+        try:
+            while not stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            _err.print("stopping…")
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=60)
+
+
 def main() -> None:
     """Entry point: run the app, turning blacksoil errors into one line and an exit code."""
     try:

@@ -5,14 +5,16 @@ Pillars stay apart; only this module knows that the feedback API, the console an
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from blacksoil.config import Settings
+from blacksoil.config import settings as current_settings
 from blacksoil.contracts import ExperienceSink
 
 # Probes, aggregate metrics, the API schema and the console's static shell stay open: no tenant data in them.
@@ -87,4 +89,41 @@ def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, ope
         app.state.console = ctx
         if sampler is not None:
             sampler.start()
-            app.router.on_shutdown.append(sampler.stop)
+
+
+@contextlib.contextmanager
+def running_platform(s: Settings | None = None, *, port: int = 0, sink: ExperienceSink | None = None,
+                     **gateway_kwargs: Any) -> Iterator[Any]:
+    """The gateway with every pillar's HTTP surface on 127.0.0.1; yields serving's GatewayHandle."""
+    from blacksoil.serving.launch import gateway
+
+    s = s or current_settings()
+    own_sink = sink is None
+    the_sink = sink if sink is not None else make_sink(s)
+
+    def _configure(app: FastAPI, url: str) -> None:
+        configure_app(app, s, the_sink, openai_base_url=url + "/v1")
+
+    try:
+        with gateway(s, port=port, sink=the_sink, configure=_configure, **gateway_kwargs) as gw:
+            try:
+                yield gw
+            finally:
+                console = getattr(gw.app.state, "console", None)
+                if console is not None and console.sampler is not None:
+                    console.sampler.stop()
+    finally:
+        if own_sink:
+            the_sink.close()
+
+
+def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
+    """A thread running learning rounds against the running gateway every platform.learner_interval_s."""
+    import threading
+
+    from blacksoil.learning.loop import run_background
+
+    thread = threading.Thread(target=run_background, args=(gw, s.platform.learner_interval_s, stop), daemon=True,
+                              name="learner")
+    thread.start()
+    return thread

@@ -29,6 +29,8 @@ class AgentsConfig(ComponentConfig):
     """Timeout of one chat completion request to the gateway (seconds)."""
     gateway_url: str | None = None
     """OpenAI-compatible base URL (ending in /v1) of a running gateway; None starts an embedded one."""
+    api_key: str = "none"
+    """API key sent to the gateway; with platform.api_keys set it decides the tenant the calls count for."""
     store_file: str = "agents/runs.sqlite"
     """Run store path relative to settings().home (file name)."""
     max_string_chars: int = 200

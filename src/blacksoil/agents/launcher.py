@@ -42,14 +42,14 @@ def open_runtime(
             url, model = gw.openai_base_url, model or gw.model
             sink = sink if sink is not None else gw.sink
         elif sink is None:
-            from blacksoil.serving.launch import experience_path
-            from blacksoil.serving.sink import JsonlSink
+            from blacksoil.platform import make_sink
 
-            own = JsonlSink(experience_path(s))
+            own = make_sink(s)
             stack.callback(own.close)
             sink = own
         client = ModelClient(
-            url, model=model, timeout_s=cfg.request_timeout_s, max_tokens=cfg.completion_max_tokens,
+            url, model=model, api_key=cfg.api_key, timeout_s=cfg.request_timeout_s,
+            max_tokens=cfg.completion_max_tokens,
             temperature=cfg.temperature,
         )  # fmt: skip
         stack.callback(client.close)

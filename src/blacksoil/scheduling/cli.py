@@ -76,6 +76,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
                 results.append(simulate(sc, n, on_step=tick))
         wall = time.perf_counter() - t0
+        from blacksoil.scheduling.runs import save_sim_run
+
+        saved = save_sim_run(settings().home, results, accelerators=accelerators, hours=hours)
         img = docs_path().parent / "img"
         images = [plot_allocation(results, accelerators, img / "sim_allocation.png"),
                   plot_slo_vs_goodput(results, img / "sim_slo_goodput.png")]
@@ -94,6 +97,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         result["sim_wall_s"] = round(wall, 2)
         result["accelerators"] = accelerators
         result["hours"] = hours
+        result["run_file"] = str(saved)
         headers = ["policy", "SLO attain", "goodput acc-h", "lost frac", "util", "frag", "queue p50 min",
                    "JCT h", "jobs done", "preempt", "dec p50 ms", "dec p99 ms"]
         rows = [[r.policy, round(r.slo_attainment, 5), round(r.goodput_acc_hours), round(r.lost_work_frac, 5),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from blacksoil.errors import ConfigError
 from blacksoil.scheduling.baselines import KueuePolicy, KueueRequiredTopology, LyraPolicy, StaticPartition
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.policy import Policy, UnifiedPolicy
-from blacksoil.scheduling.state import ClusterState, JobStatus
+from blacksoil.scheduling.state import Action, ClusterState, JobStatus
 from blacksoil.scheduling.topology import Cluster
 from blacksoil.scheduling.traces import learning_jobs, serving_demand
 from blacksoil.scheduling.workloads import LearningJob, ServingDeployment
@@ -79,6 +80,9 @@ def make_policy(name: str, sc: Scenario) -> Policy:
     raise ConfigError(f"unknown policy {name!r}; use one of {', '.join(POLICIES)} or all")
 
 
+MAX_EVENTS = 500
+
+
 @dataclass
 class SimResult:
     policy: str
@@ -96,9 +100,14 @@ class SimResult:
     decision_p99_ms: float
     wall_s: float
     series: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    events: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Preemptions and shrinks: hour, victim, action, reason (the latest MAX_EVENTS)."""
+    placements: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Per node at the end: what is placed there (workload -> accelerators), for the console's topology view."""
 
     def summary(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items() if k != "series"}
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()
+                if k not in ("series", "events", "placements")}
 
 
 def simulate(sc: Scenario, policy_name: str, on_step: Callable[[int], None] | None = None) -> SimResult:
@@ -114,6 +123,7 @@ def simulate(sc: Scenario, policy_name: str, on_step: Callable[[int], None] | No
     frag = np.zeros(n)
     ok = total = 0.0
     servings = list(state.serving.values())
+    events: deque[dict[str, Any]] = deque(maxlen=MAX_EVENTS)
     for k in range(n):
         for d, s in enumerate(servings):
             s.observe(float(sc.demand[d, k]), cfg.forecast_alpha, cfg.forecast_beta)
@@ -121,6 +131,10 @@ def simulate(sc: Scenario, policy_name: str, on_step: Callable[[int], None] | No
         t0 = time.perf_counter()
         plan = policy.decide(state)
         lat[k] = time.perf_counter() - t0
+        for dec in plan.decisions:
+            if dec.action in (Action.STOP, Action.SHRINK):
+                events.append({"t_h": state.now / 3600.0, "victim": dec.target, "action": str(dec.action),
+                               "reason": dec.reason})
         state.apply(plan)
         for s in servings:
             cap = s.ready * s.spec.replica_accelerators * s.spec.slo_max_utilization
@@ -160,4 +174,24 @@ def simulate(sc: Scenario, policy_name: str, on_step: Callable[[int], None] | No
         wall_s=time.perf_counter() - t_wall,
         series={"t_h": np.arange(n) * cfg.step_s / 3600.0, "serving": serving_acc, "learning": learning_acc,
                 "idle": idle},
+        events=list(events),
+        placements=final_placements(state),
     )
+
+
+def final_placements(state: ClusterState, max_nodes: int = 32) -> list[dict[str, Any]]:
+    """What sits on each node (agent-group nodes first, then the first nodes), for display."""
+    c = state.cluster
+    used: dict[int, dict[str, int]] = {}
+    for name, s in state.serving.items():
+        for held_at in np.flatnonzero(s.held):
+            used.setdefault(int(held_at), {})[name] = int(s.held[held_at]) * s.spec.replica_accelerators
+    j = state.jobs
+    for i, nodes in enumerate(j.nodes):
+        for node, count in nodes.items():
+            used.setdefault(node, {})[j.specs[i].name] = int(count)
+    group_nodes = {int(n): g for g, n in state.group_node.items()}
+    order = sorted(group_nodes) + [n for n in range(c.nodes) if n not in group_nodes]
+    return [{"node": f"node{n}", "domain": f"pod{int(c.pod_of[n])}/rack{int(c.rack_of[n])}",
+             "accelerators": c.per_node, "used": used.get(n, {}), "agent_group": group_nodes.get(n)}
+            for n in order[:max_nodes]]

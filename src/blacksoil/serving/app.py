@@ -91,7 +91,9 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
     async def _serve(kind: str, request: Request, req: ChatRequest | CompletionRequest) -> Any:
         body = req.model_dump(exclude_none=True)
         session, priority = session_and_priority(dict(request.headers), body)
-        call = Call(kind, body, session, priority, request.headers.get("x-tenant", "default"))
+        # The platform's auth layer sets the tenant from the API key; without it the header (or default) names it.
+        tenant = getattr(request.state, "tenant", None) or request.headers.get("x-tenant", "default")
+        call = Call(kind, body, session, priority, tenant)
         if req.stream:
             events = await gw.stream(call)
             return StreamingResponse(events, media_type="text/event-stream",

@@ -9,7 +9,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +87,12 @@ class _Server(uvicorn.Server):
 @contextlib.contextmanager
 def gateway(settings: Settings | None = None, *, port: int = 0, model: str | None = None,
             replicas: int | None = None, sink: ExperienceSink | None = None,
-            serving: ServingConfig | None = None) -> Iterator[GatewayHandle]:
-    """Start engines and the gateway on 127.0.0.1, wait for /health, yield, stop everything."""
+            serving: ServingConfig | None = None,
+            configure: Callable[[FastAPI, str], None] | None = None) -> Iterator[GatewayHandle]:
+    """Start engines and the gateway on 127.0.0.1, wait for /health, yield, stop everything.
+
+    `configure(app, url)` runs before the server starts: the platform adds auth, the feedback API and the console.
+    """
     s = settings or current_settings()
     cfg = serving or s.serving
     changes: dict[str, object] = {}
@@ -107,6 +111,8 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
         app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
                          capture_tokens=cfg.capture_tokens)
         port = port or free_port()
+        if configure is not None:
+            configure(app, f"http://127.0.0.1:{port}")
         server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                         timeout_graceful_shutdown=5))
         thread = threading.Thread(target=server.run, daemon=True, name=f"gateway-{port}")
