@@ -174,7 +174,7 @@ async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, us
 def bench_config(quick: bool) -> ServingConfig:
     """The engine both arms share: 8 slots of 2048 tokens, threads = half the cores."""
     return ServingConfig.model_validate(settings().serving.model_dump() | {
-        "replicas": 1, "slots": 8, "ctx": 16384, "concurrency": 2, "policy": "agent", "upstreams": (),
+        "replicas": 1, "slots": 8, "ctx": 16384, "concurrency": 0, "policy": "agent", "upstreams": (),
         "queue_max": 256, "queue_timeout_s": 600.0})
 
 
@@ -233,7 +233,7 @@ def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any
          f"{cache['prompt_tokens_cached_fcfs']:.0f}", "llama.cpp's own counters per arm"],
     ]
     notes = (f"Engine: embedded llama.cpp, default model, {cfg.slots} slots × {cfg.ctx // cfg.slots} tokens, "
-             f"{cfg.engine_threads()} thread(s); gateway admits {cfg.concurrency} at once. Workload: "
+             f"{cfg.engine_threads()} thread(s); gateway admits {cfg.admitted()} at once. Workload: "
              f"{len(workload)} sessions sampled (seed {seed}) from the Mooncake conversation trace, tokens ÷ {SCALE}, "
              "tool pauses 0.2–2 s; FCFS = the same engine reached directly (its own FIFO and slot choice).")
     report("serving: gateway overhead, prefix reuse, agent sessions", ["comparison", "measure", "blacksoil/gateway",

@@ -18,8 +18,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @app.command()
     def serve(
-        port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
-        host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+        port: Annotated[int | None, typer.Option(help="TCP port (default: serving.port, 8000).")] = None,
+        host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
         model: Annotated[str | None, typer.Option(help="Registered model name (default: registry default).")] = None,
         replicas: Annotated[int | None, typer.Option(help="Embedded engine replicas.")] = None,
         threads: Annotated[int | None, typer.Option(help="CPU threads per replica.")] = None,
@@ -28,7 +28,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         )] = None,
         slots: Annotated[int | None, typer.Option(help="KV-cache slots per replica.")] = None,
         ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
-        concurrency: Annotated[int | None, typer.Option(help="Requests decoding at once per replica.")] = None,
+        concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
         policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
     ) -> None:
         """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""

@@ -28,8 +28,8 @@ class ServingConfig(ComponentConfig):
     oversubscribe cores shared with the learner or other replicas)."""
     slots: int = 8
     """KV-cache slots per replica: sessions pinned to a slot keep their prefix cached (count)."""
-    concurrency: int = 2
-    """Requests decoding at once per replica (count, ≤ slots); on CPU more does not add throughput."""
+    concurrency: int = 0
+    """Requests admitted at once per replica (count, ≤ slots; 0 = one per slot, llama.cpp batches them)."""
     ctx: int = 16384
     """Context window per replica in tokens, shared by its slots (each slot gets ctx / slots)."""
     queue_max: int = 64
@@ -55,14 +55,18 @@ class ServingConfig(ComponentConfig):
         """Threads per replica after resolving 0 = auto."""
         return self.threads or max(1, (os.cpu_count() or 2) // 2)
 
-    @field_validator("threads")
+    @field_validator("threads", "concurrency")
     @classmethod
     def _threads(cls, v: int) -> int:
         if v < 0:
-            raise ValueError(f"must be ≥ 0 (0 = auto), got {v}")
+            raise ValueError(f"must be ≥ 0 (0 = automatic), got {v}")
         return v
 
-    @field_validator("replicas", "slots", "concurrency", "queue_max", "default_max_tokens")
+    def admitted(self) -> int:
+        """Requests admitted at once per replica after resolving 0 = slots."""
+        return self.concurrency or self.slots
+
+    @field_validator("replicas", "slots", "queue_max", "default_max_tokens")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:

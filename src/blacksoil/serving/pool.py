@@ -52,7 +52,19 @@ class ReplicaInfo:
 
 
 class ReplicaPool:
-    """Engines, the scheduler in front of them, and the operations a hot swap needs."""
+    """Engines, the scheduler in front of them, and the operations a hot swap needs.
+
+    A blue/green swap to a new adapter, from any thread (the calls block; none cuts a request)::
+
+        green = pool.start_replica(adapter, accept_new_sessions=False)  # loads, waits until it answers
+        pool.route_new_sessions_to(green.name)     # new sessions (and returning ones) now go to green
+        for blue in [i.name for i in pool.info() if i.name != green.name]:
+            pool.drain(blue)                        # in-flight requests and streams finish
+            pool.stop_replica(blue)
+        assert {i.adapter_version for i in pool.info()} == {adapter.version}
+
+    Rollback is the same sequence with the previous AdapterVersion (or None for the base model).
+    """
 
     def __init__(self, config: ServingConfig, model: ModelEntry | None, served_name: str) -> None:
         self.config = config
@@ -79,7 +91,7 @@ class ReplicaPool:
         c = self.config
         engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.engine_threads(), adapter=adapter,
                                 cores=cores, start_timeout_s=c.engine_start_timeout_s, timeout_s=c.request_timeout_s)
-        return self._add(engine, c.concurrency, c.slots, accept_new_sessions)
+        return self._add(engine, c.admitted(), c.slots, accept_new_sessions)
 
     def add_upstream(self, api_base: str, *, accept_new_sessions: bool = True) -> Replica:
         """Put a running OpenAI-compatible server (vLLM, SGLang, llama-server) behind the gateway."""
