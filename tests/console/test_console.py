@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,12 +172,21 @@ def test_agents_view_approves_from_the_page_and_isolates_tenants(platform: Any, 
     page.close()
     from blacksoil.agents.launcher import run_store
 
-    store = run_store()
-    try:
-        call = store.get_call(paused_run.run_id, call_id)
-    finally:
-        store.close()
-    assert call is not None and call.status != "awaiting_approval"
+    # The console resumes the run in the background: the approved call then executes.
+    deadline = time.monotonic() + 180
+    status = "awaiting_approval"
+    while time.monotonic() < deadline:
+        store = run_store()
+        try:
+            call = store.get_call(paused_run.run_id, call_id)
+        finally:
+            store.close()
+        assert call is not None
+        status = call.status
+        if status not in ("awaiting_approval", "approved", "started"):
+            break
+        time.sleep(1)
+    assert status == "completed", status
     other = _api(platform, "agents", KEY_OTHER)
     assert all(r[0] != paused_run.run_id for t in other["tables"] for r in t["rows"])
     assert {c["id"]: c["value"] for c in other["cards"]}["runs"] == 0
