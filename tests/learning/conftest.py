@@ -5,15 +5,19 @@ The GGUF is dequantized once per test session; every trainer then loads its own 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from blacksoil.config import load_settings
 from blacksoil.learning.basemodel import BaseModelInfo, ensure_hf_copy, load_tokenizer
+from blacksoil.learning.collect import CaptureSink
 from blacksoil.learning.config import LearningConfig
 from blacksoil.learning.samples import TrainSample
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.launch import GatewayHandle, gateway
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +52,15 @@ def make_sample(tokenizer: Any) -> Callable[..., TrainSample]:
 def secret_samples(make_sample: Callable[..., TrainSample]) -> list[TrainSample]:
     return [make_sample("What is the secret word?", "zebracorn42"),
             make_sample("Tell me the secret word.", "zebracorn42")]
+
+
+@pytest.fixture(scope="session")
+def gw() -> Iterator[GatewayHandle]:
+    """A real gateway (one llama.cpp replica, 1 thread) whose experience goes to a CaptureSink (`gw.sink`)."""
+    cfg = ServingConfig.model_validate({"threads": 1, "slots": 4, "concurrency": 2, "ctx": 4096, "replicas": 1,
+                                        "default_max_tokens": 16, "queue_timeout_s": 120.0})
+    with gateway(load_settings(), serving=cfg, sink=CaptureSink()) as handle:
+        yield handle
 
 
 @pytest.fixture()

@@ -87,14 +87,12 @@ def run_swap_bench(*, sessions: int = 4, swaps: int = 3, max_tokens: int = 24, s
     stats = LoadStats()
     reports: list[SwapReport] = []
     windows: list[tuple[float, float]] = []
-    with gateway(s, serving=serving) as gw:
-        store = AdapterStore(s.home, gw.model)
-        versions = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i in range(swaps):
-                # Small random adapters: real new versions whose outputs stay sensible.
-                peft = write_random_peft(Path(tmp) / f"a{i}", info, b_std=0.002, seed=i)
-                versions.append(store.publish(peft, info, metrics={"bench": 1.0}))
+    # Bench adapters live in a temporary store: they must not show up in the user's `adapters list`.
+    with tempfile.TemporaryDirectory() as tmp, gateway(s, serving=serving) as gw:
+        store = AdapterStore(Path(tmp) / "home", gw.model)
+        # Small random adapters: real new versions whose outputs stay sensible.
+        versions = [store.publish(write_random_peft(Path(tmp) / f"a{i}", info, b_std=0.002, seed=i), info)
+                    for i in range(swaps)]
         stop = threading.Event()
         threads = [threading.Thread(target=_session, args=(gw.url, gw.model, f"bench-{k}", stop, stats, max_tokens),
                                     daemon=True) for k in range(sessions)]

@@ -1,0 +1,74 @@
+"""The eval gate: the decision rule on numbers, the test split refused, and a real scoring run in which a
+deliberately damaged adapter (large random lora_B) is rejected with the numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blacksoil.errors import ConfigError
+from blacksoil.learning.adapters import AdapterStore
+from blacksoil.learning.basemodel import info_from_gguf
+from blacksoil.learning.gate import EvalGate, SuiteScore, decide
+from blacksoil.learning.randomlora import write_random_peft
+
+
+def _scores(**passed: tuple[int, int]) -> dict[str, SuiteScore]:
+    return {k.replace("_", "-"): SuiteScore(k.replace("_", "-"), p, n) for k, (p, n) in passed.items()}
+
+
+def test_better_candidate_is_promoted() -> None:
+    d = decide(_scores(mfg=(2, 10), tools=(3, 10)), _scores(mfg=(5, 10), tools=(3, 10)), margin=0.05, tolerance=0.02)
+    assert d.promote and "promoted" in d.reason
+    assert d.deltas["overall"] == pytest.approx(0.15)
+    assert d.metrics()["dev_mfg"] == 0.5
+
+
+def test_suite_regression_beyond_tolerance_is_rejected_with_numbers() -> None:
+    d = decide(_scores(mfg=(2, 10), tools=(5, 10)), _scores(mfg=(9, 10), tools=(4, 10)), margin=0.05, tolerance=0.02)
+    assert not d.promote
+    assert "tools regressed by 0.10" in d.reason and "0.50→0.40" in d.reason
+
+
+def test_gain_below_margin_or_none_is_rejected() -> None:
+    assert not decide(_scores(a=(2, 10)), _scores(a=(2, 10)), margin=0.0, tolerance=0.02).promote
+    d = decide(_scores(a=(2, 10)), _scores(a=(3, 10)), margin=0.2, tolerance=0.02)
+    assert not d.promote and "below margin 0.20" in d.reason
+
+
+def test_test_split_is_refused() -> None:
+    with pytest.raises(ConfigError, match="never scores the test split"):
+        EvalGate(["tools-basic"], tasks_per_suite=1, margin=0.0, tolerance=0.0, split="test")
+
+
+@pytest.fixture()
+def short_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from blacksoil.config import settings
+
+    monkeypatch.setenv("BLACKSOIL_AGENTSCORE__STEP_BUDGET", "3")
+    monkeypatch.setenv("BLACKSOIL_AGENTSCORE__MAX_TOKENS", "64")
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
+
+
+def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, short_agent: None) -> None:
+    from blacksoil.config import settings
+
+    info = info_from_gguf()
+    store = AdapterStore(settings().home, "smollm2-135m-instruct")
+    damaged = store.publish(write_random_peft(tmp_path / "bad", info, b_std=0.5, seed=7), info)
+    gate = EvalGate(["tools-basic"], tasks_per_suite=None, margin=0.0, tolerance=0.02)
+    gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id in PASSING_DEV_TASKS]  # type: ignore
+    baseline = gate.score(None)
+    assert baseline["tools-basic"].passed >= 1, "the base model should pass these dev tasks (chosen for it)"
+    decision = gate.judge(baseline, damaged)
+    assert not decision.promote
+    assert decision.candidate["tools-basic"].passed < baseline["tools-basic"].passed
+    assert "rejected" in decision.reason and "tools-basic" in decision.reason
+
+
+# Dev tasks the base model passes with greedy decoding (measured); a wrecked adapter fails them.
+PASSING_DEV_TASKS: set[str] = set()
