@@ -24,11 +24,18 @@ class SuiteScore:
     suite: str
     passed: int
     episodes: int
+    reward: float = 0.0
+    """Sum of partial credit (checker reward 0..1) over the episodes."""
 
     @property
     def completion(self) -> float:
         """Share of episodes that passed."""
         return self.passed / self.episodes if self.episodes else 0.0
+
+    @property
+    def partial(self) -> float:
+        """Mean partial credit per episode."""
+        return self.reward / self.episodes if self.episodes else 0.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class GateDecision:
     def metrics(self) -> dict[str, float]:
         """Flat numbers for AdapterVersion.metrics: dev completion per suite and overall."""
         out = {f"dev_{s}": round(v.completion, 4) for s, v in self.candidate.items()}
+        out |= {f"dev_partial_{s}": round(v.partial, 4) for s, v in self.candidate.items()}
         out["dev_overall"] = round(overall(self.candidate), 4)
         return out
 
@@ -64,7 +72,8 @@ def decide(baseline: dict[str, SuiteScore], candidate: dict[str, SuiteScore], ma
     gain = overall(candidate) - overall(baseline)
     deltas["overall"] = gain
     regressed = {s: d for s, d in deltas.items() if s != "overall" and d < -tolerance - 1e-9}
-    nums = ", ".join(f"{s} {baseline[s].completion:.2f}→{candidate[s].completion:.2f}" for s in sorted(baseline))
+    nums = ", ".join(f"{s} {baseline[s].completion:.2f}→{candidate[s].completion:.2f} (partial credit "
+                     f"{baseline[s].partial:.2f}→{candidate[s].partial:.2f})" for s in sorted(baseline))
     if regressed:
         worst = min(regressed, key=lambda s: regressed[s])
         return GateDecision(False, f"rejected: {worst} regressed by {-regressed[worst]:.2f} (> tolerance "
@@ -101,7 +110,7 @@ class EvalGate:
             agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
             for suite in self.suites:
                 eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode)
-                out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
+                out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps), sum(e.reward for e in eps))
         return out
 
     def judge(self, baseline: dict[str, SuiteScore], candidate: AdapterVersion,
