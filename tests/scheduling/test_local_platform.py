@@ -1,0 +1,148 @@
+"""The local backend with the real gateway and the real LoRA learner: load on the gateway takes the learner's core
+(it checkpoints and stops, a second engine replica starts there); load falls, the replica drains and the learner
+resumes from its checkpoint. No training step is lost or repeated and no request fails."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blacksoil.config import load_settings
+from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
+from blacksoil.scheduling.backends.local import LocalBackend
+from blacksoil.scheduling.backends.platform_workloads import GatewayReplicas, LearnerWorkload
+from blacksoil.scheduling.config import SchedulingConfig
+from blacksoil.scheduling.state import Action
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.launch import GatewayHandle, gateway
+
+CFG = SchedulingConfig(step_s=0.5, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
+                       hpa_scale_down_window_s=2.0, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.5)
+STEPS = 8
+LEARN = {"batch_size": 1, "max_seq_len": 48, "checkpoint_every": 2, "learning_rate": 1e-3}
+CLIENTS = 4  # concurrent chat requests: two replicas' worth at 2 admitted per replica
+
+
+def _until(backend: LocalBackend, cond: Callable[[], bool], timeout: float, what: str,
+           each: Callable[[], None] = lambda: None) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        backend.step()
+        each()
+        if cond():
+            return
+        time.sleep(CFG.step_s)
+    raise AssertionError(f"{what} not reached in {timeout} s; last step {backend.history[-1]}")
+
+
+class Load:
+    """CLIENTS threads sending chat requests back to back until stopped; every outcome is kept."""
+
+    def __init__(self, gw: GatewayHandle) -> None:
+        self.gw = gw
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
+
+    def _client(self, i: int) -> None:
+        with httpx.Client(timeout=120) as c:
+            n = 0
+            while not self.stop.is_set():
+                body = {"model": self.gw.model, "max_tokens": 16,
+                        "messages": [{"role": "user", "content": f"Client {i}, request {n}: name a machine part."}]}
+                try:
+                    r = c.post(self.gw.openai_base_url + "/chat/completions", json=body)
+                    if r.status_code == 200 and r.json()["choices"][0]["message"] is not None:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    self.failures.append(repr(e))
+                n += 1
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def base_model(blacksoil_home: Path) -> None:
+    """Dequantize the base model once before the clock matters (the worker processes reuse the cache)."""
+    from blacksoil.config import settings
+    from blacksoil.learning.basemodel import ensure_hf_copy
+
+    ensure_hf_copy(settings().home)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
+def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Path, base_model: None) -> None:
+    c0, c1 = sorted(os.sched_getaffinity(0))[:2]
+    serving = ServingConfig.model_validate({"threads": 1, "slots": 2, "concurrency": 2, "ctx": 1024, "replicas": 1,
+                                            "default_max_tokens": 16, "queue_timeout_s": 120.0})
+    learner = LearnerWorkload("learner", tmp_path / "run", STEPS, LEARN, log=tmp_path / "learner.log")
+    with gateway(load_settings(), serving=serving) as gw:
+        replicas = GatewayReplicas("gateway", gw.pool)
+        demand = GatewayDemand(gw.url, admitted_per_replica=serving.admitted(), cores_per_replica=1)
+        backend = LocalBackend(replicas, [learner], demand=demand, cores=[c0, c1], cfg=CFG)
+        busiest: dict[str, int] = {}
+
+        def watch() -> None:
+            for i in gw.pool.info():
+                busiest[i.name] = max(busiest.get(i.name, 0), i.inflight)
+
+        try:
+            # No load: the gateway's replica is pinned to c0, the learner trains on c1 with one torch thread.
+            _until(backend, lambda: learner.status().get("step", 0) >= 1, 180, "learner training")
+            first = backend.history[-1]
+            assert first.serving_cores == (c0,) and first.learner_cores == {"learner": (c1,)}
+            (r0,) = replicas.replicas.values()
+            assert replicas.replicas == {(c0,): r0} and len(gw.pool.info()) == 1
+            st = learner.status()
+            assert st["cores"] == [c1] and st["threads"] == 1 and st["resumed_from"] is None
+
+            # Load rises: the learner checkpoints and stops; a second replica serves on its core.
+            with Load(gw) as load:
+                _until(backend, lambda: not learner.running and len(replicas.replicas) == 2, 90,
+                       "learner preempted, second replica up", watch)
+                stops = [d for r in backend.history for d in r.decisions if d.action is Action.STOP]
+                assert stops and stops[0].target == "learner" and stops[0].checkpoint
+                preempted = learner.status()
+                assert preempted["state"] == "preempted" and learner.exit_codes == [0]
+                assert backend.history[-1].serving_cores == (c0, c1)
+                r1 = replicas.replicas[(c1,)]
+                assert {i.name for i in gw.pool.info()} == {r0, r1}
+                # Keep the load on for a few steps: the new replica takes requests.
+                _until(backend, lambda: busiest.get(r1, 0) > 0, 30, "requests on the new replica", watch)
+                for _ in range(4):
+                    backend.step()
+                    watch()
+                    time.sleep(CFG.step_s)
+            assert not load.failures, load.failures[:5]
+            assert load.ok >= CLIENTS
+
+            # Load falls: after the scale-down window the new replica drains and stops; the learner resumes.
+            _until(backend, lambda: learner.running, 30, "learner restarted")
+            assert backend.history[-1].serving_cores == (c0,)
+            assert replicas.replicas == {(c0,): r0} and [i.name for i in gw.pool.info()] == [r0]
+            _until(backend, lambda: learner.status().get("state") == "done" and not learner.process.running, 300,
+                   "learner finished")
+        finally:
+            backend.close()
+        resumed = learner.status()
+    assert resumed["resumed_from"] == preempted["step"], (preempted, resumed)
+    assert learner.steps() == list(range(1, STEPS + 1)), "a training step was lost or repeated"
+    assert learner.exit_codes == [0, 0]
+    assert not learner.running
