@@ -5,22 +5,29 @@ resumes from its checkpoint. No training step is lost or repeated and no request
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from blacksoil.config import load_settings
+from blacksoil.config import load_settings, settings
+from blacksoil.contracts import Allocation
+from blacksoil.errors import ConfigError, InternalError, RetryableError
 from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
 from blacksoil.scheduling.backends.local import LocalBackend
 from blacksoil.scheduling.backends.platform_workloads import GatewayReplicas, LearnerWorkload
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.state import Action
 from blacksoil.serving.config import ServingConfig
-from blacksoil.serving.launch import GatewayHandle, gateway
+from blacksoil.serving.launch import GatewayHandle, free_port, gateway
+from blacksoil.serving.models import ModelRegistry
+from blacksoil.serving.pool import ReplicaPool
 
 CFG = SchedulingConfig(step_s=0.5, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                        hpa_scale_down_window_s=2.0, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.5)
@@ -146,3 +153,71 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
     assert learner.steps() == list(range(1, STEPS + 1)), "a training step was lost or repeated"
     assert learner.exit_codes == [0, 0]
     assert not learner.running
+
+
+@pytest.fixture()
+def metrics_server() -> Iterator[tuple[str, list[str]]]:
+    """A plain HTTP server whose /metrics answers with whatever text the test puts in the list."""
+    body = [""]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = body[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_demand_is_busy_replicas_in_cores(metrics_server: tuple[str, list[str]]) -> None:
+    url, body = metrics_server
+    body[0] = "blacksoil:num_requests_running 3.0\nblacksoil:num_requests_waiting 5.0\n"
+    assert GatewayDemand(url, admitted_per_replica=2, cores_per_replica=3)() == pytest.approx((3 + 5) / 2 * 3)
+    body[0] = "some_other_metric 1.0\n"
+    with pytest.raises(ConfigError, match="num_requests"):
+        GatewayDemand(url, admitted_per_replica=2)()
+    with pytest.raises(RetryableError, match="is the gateway running"):
+        GatewayDemand(f"http://127.0.0.1:{free_port()}", admitted_per_replica=2, timeout_s=2)()
+    with pytest.raises(ConfigError, match="admitted_per_replica=0"):
+        GatewayDemand(url, admitted_per_replica=0)
+
+
+def test_replica_core_groups_follow_engine_threads() -> None:
+    entry = ModelRegistry(settings().home).resolve(None)
+    two = ReplicaPool(ServingConfig.model_validate({"threads": 2}), entry, entry.name)
+    assert GatewayReplicas("g", two).groups([5, 1, 2, 4, 3]) == [(1, 2), (3, 4)]  # core 5 alone fits no replica
+    with pytest.raises(ConfigError, match=r"cores \[3\] but one replica needs 2"):
+        GatewayReplicas("g", two).groups([3])
+    with pytest.raises(ConfigError, match="upstream"):
+        GatewayReplicas("g", ReplicaPool(ServingConfig(), None, "up"))
+
+
+def test_worker_rejects_bad_input_with_a_message(tmp_path: Path) -> None:
+    for args, says in ((["--steps", "0"], "--steps 0 must be at least 1"),
+                       (["--steps", "2", "--config", "[1"], "is not JSON"),
+                       (["--steps", "2", "--config", '{"batch_size": 0}'], "learning.batch_size")):
+        p = subprocess.run([sys.executable, "-m", "blacksoil.learning.worker", "--run-dir", str(tmp_path), *args],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_learner_that_fails_its_checkpointed_stop_is_reported(tmp_path: Path) -> None:
+    learner = LearnerWorkload("bad", tmp_path / "run", 0, log=tmp_path / "log")  # --steps 0: exits 2 at once
+    learner.start(Allocation(cores=(sorted(os.sched_getaffinity(0))[0],)))
+    assert learner.process.proc is not None
+    learner.process.proc.wait(timeout=120)
+    with pytest.raises(InternalError, match="exited with 2"):
+        learner.stop(checkpoint=True)
+    assert learner.exit_codes == [2] and "must be at least 1" in (tmp_path / "log").read_text()

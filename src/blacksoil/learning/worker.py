@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from blacksoil.errors import ConfigError
+from blacksoil.errors import BlacksoilError, ConfigError
 
 STATUS_FILE = "status.json"
 STEPS_FILE = "steps.jsonl"
@@ -120,7 +120,7 @@ def fixed_samples(tokenizer: Any) -> list[Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse flags, load the base model and samples, train until done or SIGTERM."""
+    """Parse flags, load the base model and samples, train until done or SIGTERM; bad input exits 2 with a message."""
     ap = argparse.ArgumentParser(description="Preemptible LoRA learner: SIGTERM → finish the step, checkpoint, "
                                              "exit 0; a restart resumes from the newest checkpoint in --run-dir.")
     ap.add_argument("--run-dir", required=True, type=Path, help="checkpoints, status.json and steps.jsonl go here")
@@ -129,30 +129,52 @@ def main(argv: list[str] | None = None) -> None:
                     help="JSONL samples (trainer.write_samples); default: the built-in fixed dataset")
     ap.add_argument("--config", default="{}", help="LearningConfig overrides as JSON, e.g. '{\"batch_size\": 2}'")
     args = ap.parse_args(argv)
-    worker = LearnerWorker(args.run_dir, args.steps)
-    signal.signal(signal.SIGTERM, worker.on_term)  # before the slow imports: a stop may come at any time
-
-    from blacksoil.config import settings
-    from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
-    from blacksoil.learning.config import LearningConfig
-    from blacksoil.learning.trainer import read_samples
-
     try:
-        overrides = json.loads(args.config)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--config {args.config!r} is not JSON ({e}); pass an object like '{{\"batch_size\": 2}}'") \
-            from None
-    cfg = LearningConfig.model_validate(settings().learning.model_dump() | overrides)
-    info = ensure_hf_copy(settings().home, cfg.base_model_path)
-    if args.samples is not None:
-        if not args.samples.exists():
-            raise ConfigError(f"--samples {str(args.samples)!r} does not exist; write it with trainer.write_samples")
-        samples = read_samples(args.samples)
-    else:
-        samples = fixed_samples(load_tokenizer(info))
-    outcome = worker.run(samples, cfg, info)
+        worker = LearnerWorker(args.run_dir, args.steps)
+        signal.signal(signal.SIGTERM, worker.on_term)  # before the slow imports: a stop may come at any time
+        cfg = _config(args.config)
+        outcome = _train(worker, cfg, args.samples)
+    except BlacksoilError as e:
+        print(f"error: {e.message}", file=sys.stderr, flush=True)
+        sys.exit(2)
     print(json.dumps({"outcome": outcome, "step": worker.trainer.step if worker.trainer else 0}), flush=True)
     sys.exit(0)
+
+
+def _config(overrides_json: str) -> Any:
+    from pydantic import ValidationError
+
+    from blacksoil.config import settings
+    from blacksoil.learning.config import LearningConfig
+
+    try:
+        overrides = json.loads(overrides_json)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config {overrides_json!r} is not JSON ({e}); pass an object like "
+                          "'{\"batch_size\": 2}'") from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"--config {overrides_json!r} is not a JSON object; pass one like '{{\"batch_size\": 2}}'")
+    try:
+        return LearningConfig.model_validate(settings().learning.model_dump() | overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(f"--config: learning.{where}: {first['msg']}; fix that value") from None
+
+
+def _train(worker: LearnerWorker, cfg: Any, samples_path: Path | None) -> str:
+    from blacksoil.config import settings
+    from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
+    from blacksoil.learning.trainer import read_samples
+
+    info = ensure_hf_copy(settings().home, cfg.base_model_path)
+    if samples_path is not None:
+        if not samples_path.exists():
+            raise ConfigError(f"--samples {str(samples_path)!r} does not exist; write it with trainer.write_samples")
+        samples = read_samples(samples_path)
+    else:
+        samples = fixed_samples(load_tokenizer(info))
+    return worker.run(samples, cfg, info)
 
 
 if __name__ == "__main__":

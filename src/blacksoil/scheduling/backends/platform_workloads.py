@@ -58,8 +58,13 @@ class LearnerWorkload:
                                     f"see its log {self.process.log} (its progress since the last checkpoint is lost)")
 
     def resize(self, allocation: Allocation) -> None:
+        """Restart on the new cores through a checkpoint (torch's thread pool cannot be resized in place)."""
         self._reap()
-        self.process.resize(allocation)
+        if self.process.running and self.process.allocation is not None \
+                and tuple(self.process.allocation.cores) == tuple(allocation.cores):
+            return
+        self.stop(checkpoint=True)
+        self.process.start(allocation)
 
     def status(self) -> dict[str, Any]:
         """The worker's status.json ({} before it first wrote one)."""
