@@ -68,6 +68,24 @@ def test_partial_credit_is_the_weighted_share_and_pass_needs_all() -> None:
     assert check(task, {"machines": {"M1": {"state": "down"}, "M2": {"state": "down"}}}, "").reward == 1.0
 
 
+def test_guards_that_held_before_the_agent_acted_earn_no_credit() -> None:
+    task = Task.model_validate({
+        "id": "t", "split": "train", "category": "c", "instruction": "i", "tools": [],
+        "oracle": [{"answer": "x"}],
+        "checker": [{"count": "orders", "where": {"to": "maintenance"}, "ge": 1},
+                    {"count": "orders", "where": {"to": {"ne": "maintenance"}}, "eq": 0},
+                    {"answer_contains": "done"}],
+    })
+    before: dict[str, Any] = {"orders": []}
+    assert check(task, before, "", before).reward == 0.0  # doing nothing: the guard alone earns nothing
+    assert check(task, before, "").reward == pytest.approx(1 / 3)  # without the initial state: plain share
+    right = {"orders": [{"to": "maintenance"}]}
+    assert check(task, right, "", before).reward == pytest.approx(0.5)
+    sprayed = {"orders": [{"to": "maintenance"}, {"to": "purchasing"}]}
+    assert check(task, sprayed, "", before).reward == 0.0  # progress 1/2, but the one guard is broken
+    assert check(task, right, "done", before).passed
+
+
 def test_makespan_quality_gives_best_over_made_as_credit() -> None:
     r = check_one(Predicate.model_validate({"makespan_quality": 1.0}), STATE, "")
     assert not r.passed and r.credit == pytest.approx(50 / 55)

@@ -53,6 +53,8 @@ def test_null_agent_fails_every_task_of_every_suite(suite: str) -> None:
     eps = api.run_tasks(api.make_agent("null"), api.list_tasks(suite))
     assert sum(e.passed for e in eps) / len(eps) <= 0.05
     assert not [e.task_id for e in eps if e.passed]
+    # Guards that held before the agent acted earn nothing: doing nothing gets reward 0, not partial credit.
+    assert not [e.task_id for e in eps if e.reward > 0]
 
 
 def test_run_task_returns_reward_and_trajectory_for_the_learner() -> None:

@@ -134,10 +134,20 @@ def check_one(p: Predicate, state: dict[str, Any], answer: str) -> CheckResult:
     return CheckResult(ok, min(1.0, best / made), detail)
 
 
-def check(task: Task, state: dict[str, Any], answer: str) -> Verdict:
-    """Evaluate all predicates of a task on a final state and answer."""
+def check(task: Task, state: dict[str, Any], answer: str, initial: dict[str, Any] | None = None) -> Verdict:
+    """Evaluate all predicates of a task on a final state and answer.
+
+    With the `initial` state, predicates that already held before the agent acted (guards such as "no order for
+    any other machine") earn no credit by themselves: partial credit is the weighted share of the other
+    (progress) predicates met, scaled by the share of guards still holding. Doing nothing therefore earns 0.
+    """
     results = [check_one(p, state, answer or "") for p in task.checker]
-    total = sum(p.weight for p in task.checker)
-    reward = sum(p.weight * r.credit for p, r in zip(task.checker, results, strict=True)) / total
     passed = all(r.passed for r in results)
-    return Verdict(passed, 1.0 if passed else reward, results)
+    if passed:
+        return Verdict(True, 1.0, results)
+    guards = [initial is not None and check_one(p, initial, "").passed for p in task.checker]
+    progress = [(p.weight, r.credit) for p, r, g in zip(task.checker, results, guards, strict=True) if not g]
+    kept = [(p.weight, r.credit) for p, r, g in zip(task.checker, results, guards, strict=True) if g]
+    done = sum(w * c for w, c in progress) / sum(w for w, _ in progress) if progress else 0.0
+    held = sum(w * c for w, c in kept) / sum(w for w, _ in kept) if kept else 1.0
+    return Verdict(False, done * held, results)

@@ -69,6 +69,7 @@ def cpu_seconds() -> float:
 def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
     """Build the task's environment, let the agent act, check the final state and answer."""
     env = env_for(task)
+    initial = env.snapshot()
     traj = Trajectory()
     box = ToolBox(env, task.tools, traj)
     error = None
@@ -81,7 +82,7 @@ def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
         traj.stopped = "error"
     # A child that exits mid-episode drops out of the sum; never report negative CPU.
     latency, cpu = time.perf_counter() - t0, max(0.0, cpu_seconds() - c0)
-    verdict = check(task, env.snapshot(), traj.answer)
+    verdict = check(task, env.snapshot(), traj.answer, initial)
     tool_steps = [s for s in traj.steps if s.kind == "tool"]
     model_steps = [s for s in traj.steps if s.kind == "model"]
     return Episode(
