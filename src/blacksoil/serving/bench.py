@@ -23,6 +23,7 @@ from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
 from blacksoil.serving.workload import Turn, filler, sample
 
+_LIMITS = httpx.Limits(keepalive_expiry=2.0)  # shorter than the servers' keep-alive: no stale sockets
 SCALE = 32  # trace tokens per benchmark token: the 135M model on 2 cores, not a 70B on a GPU cluster
 
 
@@ -87,7 +88,7 @@ async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, pro
     arms = [("gateway", gw.openai_base_url, body), ("direct", direct, body),
             ("direct_lp", direct, body | {"logprobs": True, "top_logprobs": 1})]
     res: dict[str, list[StreamStats]] = {name: [] for name, _, _ in arms}
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600, limits=_LIMITS) as client:
         for _, url, b in arms:  # warm up: every arm finds the prompt cached in its slot
             await stream_once(client, url, b | {"max_tokens": 2})
         for i in range(n):
@@ -120,7 +121,7 @@ async def prefix_reuse(gw: GatewayHandle, n: int, prefix_tokens: int, progress: 
     task = progress.add_task("2/3 prefix reuse: next turn vs cold", total=n)
     rng = random.Random(1)
     warm, cold = [], []
-    async with httpx.AsyncClient(timeout=600) as client:
+    async with httpx.AsyncClient(timeout=600, limits=_LIMITS) as client:
         for i in range(n):
             session = f"prefix-{uuid.uuid4().hex[:8]}"
             history = [{"role": "system", "content": filler(prefix_tokens, rng, tag=session)},
@@ -167,7 +168,7 @@ async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, us
             await asyncio.sleep(turn.pause_s)  # the agent runs its tool
         return time.perf_counter() - t0
 
-    async with httpx.AsyncClient(timeout=900) as client:
+    async with httpx.AsyncClient(timeout=900, limits=_LIMITS) as client:
         return list(await asyncio.gather(*(one(i, s, client) for i, s in enumerate(sessions))))
 
 

@@ -99,8 +99,11 @@ class Engine:
         key = id(asyncio.get_running_loop())
         c = self._clients.get(key)
         if c is None:
+            # Expire idle connections before the engine does (cpp-httplib closes them after 5 s), so a
+            # request never goes out on a socket the server is closing.
             c = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0),
-                                  limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+                                  limits=httpx.Limits(max_connections=256, max_keepalive_connections=64,
+                                                      keepalive_expiry=2.0))
             self._clients[key] = c
         return c
 
@@ -116,10 +119,14 @@ class Engine:
         """POST a non-streaming request; engine errors map onto the exception tree."""
         if not self.alive():
             raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
+        client = self._client()
+        r = await self._send(client, client.build_request("POST", self.api_base + path, json=self._prepare(body)))
         try:
-            r = await self._client().post(self.api_base + path, json=self._prepare(body))
+            await r.aread()
         except httpx.TransportError as e:
-            raise EngineUnavailable(f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+            raise EngineUnavailable(f"engine at {self.api_base} failed mid-answer ({type(e).__name__})") from None
+        finally:
+            await r.aclose()
         if r.status_code >= 400:
             raise _engine_error(r.status_code, r.text, self.api_base)
         out: dict[str, Any] = r.json()
@@ -129,29 +136,46 @@ class Engine:
         """POST a streaming request and yield each SSE chunk as a dict; a broken stream raises."""
         if not self.alive():
             raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
-        body = self._prepare(body) | {"stream": True}
+        client = self._client()
+        request = client.build_request("POST", self.api_base + path, json=self._prepare(body) | {"stream": True})
+        r = await self._send(client, request)
         try:
-            async with self._client().stream("POST", self.api_base + path, json=body) as r:
-                if r.status_code >= 400:
-                    raise _engine_error(r.status_code, (await r.aread()).decode(errors="replace"), self.api_base)
-                done = False
-                async for line in r.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        raise _engine_error(500, data, self.api_base)
-                    yield chunk
-                if not done:
-                    raise EngineUnavailable(f"engine at {self.api_base} ended the stream without [DONE]")
+            if r.status_code >= 400:
+                raise _engine_error(r.status_code, (await r.aread()).decode(errors="replace"), self.api_base)
+            done = False
+            async for line in r.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise _engine_error(500, data, self.api_base)
+                yield chunk
+            if not done:
+                raise EngineUnavailable(f"engine at {self.api_base} ended the stream without [DONE]")
         except httpx.TransportError as e:
             raise EngineUnavailable(
                 f"engine at {self.api_base} broke the stream ({type(e).__name__}); retry the request"
             ) from None
+        finally:
+            await r.aclose()
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+        """Send, retrying once when the socket closed before any answer (a stale keep-alive connection)."""
+        for attempt in range(2):
+            try:
+                return await client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ConnectError) as e:
+                if attempt == 1 or not self.alive():
+                    raise EngineUnavailable(
+                        f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+            except httpx.TransportError as e:
+                raise EngineUnavailable(
+                    f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+        raise AssertionError("unreachable")
 
     def describe(self) -> dict[str, Any]:
         """What /health reports about this engine."""
