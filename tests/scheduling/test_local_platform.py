@@ -31,7 +31,7 @@ from blacksoil.serving.pool import ReplicaPool
 
 CFG = SchedulingConfig(step_s=0.5, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                        hpa_scale_down_window_s=2.0, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.5)
-STEPS = 8
+STEPS = 6
 LEARN = {"batch_size": 1, "max_seq_len": 48, "checkpoint_every": 2, "learning_rate": 1e-3}
 CLIENTS = 4  # concurrent chat requests: two replicas' worth at 2 admitted per replica
 
@@ -49,12 +49,15 @@ def _until(backend: LocalBackend, cond: Callable[[], bool], timeout: float, what
 
 
 class Load:
-    """CLIENTS threads sending chat requests back to back until stopped; every outcome is kept."""
+    """CLIENTS threads sending chat requests back to back until stopped; the first `active` of them send, the others
+    wait. Every outcome is kept."""
 
     def __init__(self, gw: GatewayHandle) -> None:
         self.gw = gw
         self.stop = threading.Event()
         self.ok = 0
+        self.active = CLIENTS
+        self.lock = threading.Lock()
         self.failures: list[str] = []
         self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
 
@@ -62,16 +65,22 @@ class Load:
         with httpx.Client(timeout=120) as c:
             n = 0
             while not self.stop.is_set():
+                if i >= self.active:
+                    time.sleep(0.05)
+                    continue
                 body = {"model": self.gw.model, "max_tokens": 16,
                         "messages": [{"role": "user", "content": f"Client {i}, request {n}: name a machine part."}]}
                 try:
                     r = c.post(self.gw.openai_base_url + "/chat/completions", json=body)
                     if r.status_code == 200 and r.json()["choices"][0]["message"] is not None:
-                        self.ok += 1
+                        with self.lock:
+                            self.ok += 1
                     else:
-                        self.failures.append(f"{r.status_code} {r.text[:200]}")
+                        with self.lock:
+                            self.failures.append(f"{r.status_code} {r.text[:200]}")
                 except httpx.HTTPError as e:
-                    self.failures.append(repr(e))
+                    with self.lock:
+                        self.failures.append(repr(e))
                 n += 1
 
     def __enter__(self) -> Load:
@@ -110,9 +119,12 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
             for i in gw.pool.info():
                 busiest[i.name] = max(busiest.get(i.name, 0), i.inflight)
 
+        t0 = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             # No load: the gateway's replica is pinned to c0, the learner trains on c1 with one torch thread.
             _until(backend, lambda: learner.status().get("step", 0) >= 1, 180, "learner training")
+            phases["learner_first_step"] = time.monotonic() - t0
             first = backend.history[-1]
             assert first.serving_cores == (c0,) and first.learner_cores == {"learner": (c1,)}
             (r0,) = replicas.replicas.values()
@@ -124,6 +136,7 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
             with Load(gw) as load:
                 _until(backend, lambda: not learner.running and len(replicas.replicas) == 2, 90,
                        "learner preempted, second replica up", watch)
+                phases["preempted_and_grown"] = time.monotonic() - t0
                 stops = [d for r in backend.history for d in r.decisions if d.action is Action.STOP]
                 assert stops and stops[0].target == "learner" and stops[0].checkpoint
                 preempted = learner.status()
@@ -137,15 +150,23 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
                     backend.step()
                     watch()
                     time.sleep(CFG.step_s)
+
+                # Load falls to one client: after the scale-down window the new replica drains (its requests
+                # finish) and stops; the learner resumes from its checkpoint while the client keeps sending.
+                load.active = 1
+                phases["load_down"] = time.monotonic() - t0
+                _until(backend, lambda: learner.running, 30, "learner restarted")
+                phases["shrunk_and_learner_restarted"] = time.monotonic() - t0
+                assert backend.history[-1].serving_cores == (c0,)
+                assert replicas.replicas == {(c0,): r0} and [i.name for i in gw.pool.info()] == [r0]
+                ok_before = load.ok
+                _until(backend, lambda: load.ok > ok_before, 60, "requests served after the shrink")
             assert not load.failures, load.failures[:5]
             assert load.ok >= CLIENTS
-
-            # Load falls: after the scale-down window the new replica drains and stops; the learner resumes.
-            _until(backend, lambda: learner.running, 30, "learner restarted")
-            assert backend.history[-1].serving_cores == (c0,)
-            assert replicas.replicas == {(c0,): r0} and [i.name for i in gw.pool.info()] == [r0]
             _until(backend, lambda: learner.status().get("state") == "done" and not learner.process.running, 300,
                    "learner finished")
+            phases["learner_done"] = time.monotonic() - t0
+            print("phases (s since start):", {k: round(v, 1) for k, v in phases.items()}, "requests ok:", load.ok)
         finally:
             backend.close()
         resumed = learner.status()
