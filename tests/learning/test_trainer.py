@@ -97,6 +97,7 @@ def test_killed_trainer_resumes_to_the_same_weights(base_info: BaseModelInfo, tm
         assert (a[k] - b[k]).abs().max().item() < 1e-5, k
 
 
+@pytest.mark.slow  # two extra processes each importing torch + transformers: ~1 min of CPU
 def test_ddp_two_ranks_stay_in_sync_with_a_comm_hook(base_info: BaseModelInfo, tmp_path: Path,
                                                      secret_samples: list[TrainSample]) -> None:
     from blacksoil.learning.ddp import train_ddp
