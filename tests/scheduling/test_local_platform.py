@@ -242,3 +242,14 @@ def test_learner_that_fails_its_checkpointed_stop_is_reported(tmp_path: Path) ->
     with pytest.raises(InternalError, match="exited with 2"):
         learner.stop(checkpoint=True)
     assert learner.exit_codes == [2] and "must be at least 1" in (tmp_path / "log").read_text()
+
+
+def test_learner_stopped_while_loading_exits_cleanly(tmp_path: Path, base_model: None) -> None:
+    learner = LearnerWorkload("early", tmp_path / "run", 3, LEARN, log=tmp_path / "log")
+    learner.start(Allocation(cores=(sorted(os.sched_getaffinity(0))[0],)))
+    end = time.monotonic() + 120
+    while not (tmp_path / "run" / "status.json").exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    learner.stop(checkpoint=True)  # raises unless the worker exits 0
+    assert learner.exit_codes == [0]
+    assert learner.status()["state"] == "preempted" and learner.steps() == []

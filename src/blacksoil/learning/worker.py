@@ -73,10 +73,12 @@ class LearnerWorker:
         from blacksoil.learning.trainer import LoraTrainer
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.write_status("loading", 0)
-        self.trainer = LoraTrainer(info, cfg, self.run_dir)
         self.resumed_from = self._saved_step() or None  # train() resumes from this checkpoint
-        if self.stopping:  # stopped while loading: nothing new to save
+        self.write_status("loading", self._saved_step())
+        # Stopped while loading: nothing new to save, so leave before (or right after) the slow model load.
+        if not self.stopping:
+            self.trainer = LoraTrainer(info, cfg, self.run_dir)
+        if self.stopping:
             self.write_status("preempted", self._saved_step())
             return "preempted"
         try:
