@@ -79,7 +79,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from blacksoil.scheduling.runs import save_sim_run
 
         saved = save_sim_run(settings().home, results, accelerators=accelerators, hours=hours)
-        img = docs_path().parent / "img"
+        # Plots go beside the doc entry; a run that writes no entry keeps the tracked images untouched.
+        img = (docs_path().parent if write_doc else saved.parent) / "img"
         images = [plot_allocation(results, accelerators, img / "sim_allocation.png"),
                   plot_slo_vs_goodput(results, img / "sim_slo_goodput.png")]
         by = {r.policy: r for r in results}
