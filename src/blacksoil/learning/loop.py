@@ -229,6 +229,7 @@ def _plot(before: dict[str, SuiteScore], after: dict[str, SuiteScore], results: 
         ax.annotate(r.served, (r.round, r.dev.get("overall", 0.0)), textcoords="offset points", xytext=(0, 6))
     ax.axhline(overall(before), color="grey", linestyle="--", label=f"test before {overall(before):.2f}")
     ax.axhline(overall(after), color="green", linestyle=":", label=f"test after {overall(after):.2f}")
+    ax.set_xticks(xs)
     ax.set_xlabel("learning round")
     ax.set_ylabel("completion rate")
     ax.set_ylim(-0.02, 1.02)
