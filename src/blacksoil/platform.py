@@ -127,3 +127,16 @@ def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
                               name="learner")
     thread.start()
     return thread
+
+
+def serve_platform(overrides: dict[str, Any]) -> None:
+    """`blacksoil serve`: the gateway in the foreground with the platform's sink, auth, feedback API and console."""
+    from blacksoil.serving.server import serve_forever
+
+    s = current_settings()
+    sink = make_sink(s)
+    try:
+        serve_forever(overrides, sink=sink,
+                      configure=lambda app, url: configure_app(app, s, sink, openai_base_url=url + "/v1"))
+    finally:
+        sink.close()

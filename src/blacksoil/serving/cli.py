@@ -32,12 +32,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
     ) -> None:
         """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
-        from blacksoil.serving.server import serve_forever
+        from blacksoil.platform import serve_platform
 
         overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
                      "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
                      "concurrency": concurrency, "policy": policy}
-        serve_forever({k: v for k, v in overrides.items() if v is not None})
+        serve_platform({k: v for k, v in overrides.items() if v is not None})
 
     @models.command("list")
     def models_list() -> None:

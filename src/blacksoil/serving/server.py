@@ -6,13 +6,16 @@ Settings come from blacksoil.toml / BLACKSOIL_SERVING__* with command-line overr
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 from rich.console import Console
 
 from blacksoil.config import settings
+from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import ConfigError
 from blacksoil.serving.app import create_app
 from blacksoil.serving.config import ServingConfig
@@ -31,24 +34,31 @@ def serving_config(overrides: dict[str, Any]) -> ServingConfig:
         raise ConfigError(f"invalid serving option: {bad}") from None
 
 
-def serve_forever(overrides: dict[str, Any]) -> None:
-    """Start the engines, then run uvicorn in this thread; stop the engines on exit."""
+def serve_forever(overrides: dict[str, Any], *, sink: ExperienceSink | None = None,
+                  configure: Callable[[FastAPI, str], None] | None = None) -> None:
+    """Start the engines, then run uvicorn in this thread; stop the engines (and an own sink) on exit.
+
+    `sink` defaults to the raw JSONL file; `configure(app, url)` lets the platform add its routes first.
+    """
     cfg = serving_config(overrides)
     _check_port(cfg.host, cfg.port)
     s = settings()
     console = Console(stderr=True)
     console.print(f"starting {cfg.replicas if not cfg.upstreams else len(cfg.upstreams)} engine replica(s)…")
     pool = build_pool(s, cfg)
-    sink = JsonlSink(experience_path(s))
+    the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
-        app = create_app(pool, sink=sink, default_max_tokens=cfg.default_max_tokens,
+        app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
                          capture_tokens=cfg.capture_tokens)
+        if configure is not None:
+            configure(app, f"http://{cfg.host}:{cfg.port}")
         console.print(f"serving {pool.served_name!r} on http://{cfg.host}:{cfg.port}/v1 "
-                      f"(metrics /metrics, experience → {sink.path})")
+                      f"(metrics /metrics, experience → {type(the_sink).__name__})")
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
     finally:
         pool.close()
-        sink.close()
+        if sink is None:
+            the_sink.close()
 
 
 def _check_port(host: str, port: int) -> None:
