@@ -23,6 +23,7 @@ from blacksoil.errors import ConfigError, NotFoundError, UserError
 TOOLSETS: dict[str, str] = {
     "manufacturing": "blacksoil.agents.manufacturing:PlantToolset",
     "sandbox": "blacksoil.agents.sandboxed:SandboxToolset",
+    "agentscore_env": "blacksoil.agentscore.runtime_tools:EnvToolset",
 }
 _TOOL_ATTR = "__blacksoil_tool__"
 _MAX_RESULT_CHARS = 4000

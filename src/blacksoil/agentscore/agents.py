@@ -37,7 +37,13 @@ class Trajectory:
 
     steps: list[Step] = field(default_factory=list)
     answer: str = ""
-    stopped: str = "answered"  # answered | step_budget | loop | error
+    stopped: str = "answered"  # answered | step_budget | loop | error | awaiting_approval | max_tokens …
+    session_id: str | None = None
+    """The session the model endpoint saw (X-Session-Id), when the agent sends one: rewards are stored on it."""
+    policy_violations: int = 0
+    """Tool calls the security policies denied or sent to a human (the runtime agent reports them)."""
+    run: dict[str, Any] = field(default_factory=dict)
+    """Agent-specific facts of the run (the runtime agent: run id, status, reason, approvals)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the run file and the learner."""

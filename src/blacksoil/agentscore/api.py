@@ -2,7 +2,7 @@
 
     from blacksoil.agentscore import api
     tasks = api.list_tasks("manufacturing", "train")       # never "test" for training
-    ep = api.run_task(api.make_agent("llm", base_url=..., model=...), tasks[0])
+    ep = api.run_task(api.make_agent("runtime", base_url=..., model=...), tasks[0])   # or "llm", the built-in loop
     ep.reward, ep.passed, ep.trajectory                    # 0..1, bool, dict of steps and answer
 """
 
@@ -15,7 +15,7 @@ from .runner import Episode, run_episode, run_tasks
 from .tasks import SPLITS, SUITES, Task
 from .tasks import list_tasks as _list_tasks
 
-AGENTS = ("llm", "oracle", "null")
+AGENTS = ("runtime", "llm", "oracle", "null")
 __all__ = ["AGENTS", "Episode", "Task", "get_task", "list_tasks", "make_agent", "run_task", "run_tasks", "splits",
            "suites", "training_tasks"]
 
@@ -49,19 +49,24 @@ def get_task(suite: str, task_id: str) -> Task:
 
 
 def make_agent(name: str, *, base_url: str | None = None, model: str | None = None,
-               step_budget: int | None = None) -> Agent:
-    """An agent by name: `llm` (needs base_url and model of an OpenAI-compatible endpoint), `oracle`, `null`."""
+               step_budget: int | None = None, approvals: str | None = None) -> Agent:
+    """An agent by name: `runtime` (the agent runtime) or `llm` (the built-in loop), both needing base_url and model
+    of an OpenAI-compatible endpoint; `oracle`, `null`. `approvals` (runtime only): `none` or `auto`."""
     if name == "oracle":
         return OracleAgent()
     if name == "null":
         return NullAgent()
-    if name == "llm":
-        if not base_url or not model:
-            raise ConfigError("the llm agent needs base_url and model (an OpenAI-compatible endpoint)")
-        from .llm_agent import OpenAIToolAgent
+    if name not in ("llm", "runtime"):
+        raise ConfigError(f"agent {name!r} is unknown; use one of {', '.join(AGENTS)}")
+    if not base_url or not model:
+        raise ConfigError(f"the {name} agent needs base_url and model (an OpenAI-compatible endpoint)")
+    if name == "runtime":
+        from .runtime_agent import RuntimeAgent
 
-        return OpenAIToolAgent(base_url, model, step_budget=step_budget)
-    raise ConfigError(f"agent {name!r} is unknown; use one of {', '.join(AGENTS)}")
+        return RuntimeAgent(base_url, model, step_budget=step_budget, approvals=approvals)
+    from .llm_agent import OpenAIToolAgent
+
+    return OpenAIToolAgent(base_url, model, step_budget=step_budget)
 
 
 def run_task(agent: Agent, task: Task, trial: int = 0) -> Episode:

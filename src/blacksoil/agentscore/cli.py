@@ -18,8 +18,8 @@ from blacksoil.errors import ConfigError
 @contextlib.contextmanager
 def _endpoint(agent: str, endpoint: str | None, model: str | None) -> Iterator[tuple[str | None, str | None]]:
     """The endpoint to score: the one given, or a local gateway with the default model started for the run."""
-    if agent != "llm" or endpoint:
-        if agent == "llm" and not model:
+    if agent not in ("llm", "runtime") or endpoint:
+        if agent in ("llm", "runtime") and not model:
             raise ConfigError("--endpoint needs --model NAME (the model the endpoint serves)")
         yield endpoint, model
         return
@@ -30,14 +30,17 @@ def _endpoint(agent: str, endpoint: str | None, model: str | None) -> Iterator[t
 
 
 def score(
-    agent: str = typer.Option("llm", help="llm (model at the endpoint), oracle (scripted) or null (does nothing)."),
+    agent: str = typer.Option("llm", help="runtime (agent runtime: policies, approvals), llm (built-in loop), "
+                                          "oracle (scripted) or null (does nothing)."),
     suite: str = typer.Option("manufacturing", help="manufacturing, tools-basic or jobshop-quality."),
     split: str = typer.Option("test", help="train, dev or test (test is never used for training)."),
     k: int = typer.Option(1, help="Trials per task; pass^k counts a task only if all k pass."),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL (…/v1); default: start the local gateway."),
     model: str = typer.Option(None, help="Model name at the endpoint; default: the gateway's default model."),
     limit: int = typer.Option(0, help="Only the first N tasks of the split (0 = all)."),
-    step_budget: int = typer.Option(0, help="Model calls per task for the llm agent (0 = settings)."),
+    step_budget: int = typer.Option(0, help="Model calls per task for the llm/runtime agent (0 = settings)."),
+    approvals: str = typer.Option(None, help="runtime agent: calls needing a human stay pending (none) or are "
+                                             "approved by a stand-in (auto); default agentscore.runtime_approvals."),
     doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md (with plots under docs/img)."),
 ) -> None:
     """Score an agent on an AgentScore suite: table, HTML report, docs/benchmarks.md entry, one JSON line."""
@@ -56,7 +59,8 @@ def score(
     if not tasks:
         raise ConfigError(f"suite {suite} has no tasks in split {split}")
     with _endpoint(agent, endpoint, model) as (base_url, model_name):
-        runner = api.make_agent(agent, base_url=base_url, model=model_name, step_budget=step_budget or None)
+        runner = api.make_agent(agent, base_url=base_url, model=model_name, step_budget=step_budget or None,
+                                approvals=approvals)
         with Progress() as bar:
             job = bar.add_task(f"{suite}/{split} {agent}", total=len(tasks) * k)
             episodes = api.run_tasks(runner, tasks, k, on_episode=lambda _: bar.advance(job))
@@ -79,7 +83,8 @@ def score(
             "cost_per_task_usd", "cpu_seconds_per_task", "partial_credit", "tool_errors", "policy_violations")
     result = {"suite": suite, "split": split, "agent": agent, "model": model_name, "k": k,
               **{key: summary[key] for key in keys}, "report": str(html), "run": str(run_path)}
-    notes = ("policy_violations is a placeholder (0) until the security pillar reports violations per tool call. "
+    notes = ("policy_violations: tool calls the Cedar policies denied or sent to a human (runtime agent only; the "
+             "llm, oracle and null agents bypass the policies and report 0). "
              "Timings on a shared 2-core machine are inflated by other load.")
     benchlog.report(f"AgentScore {suite}/{split} — {agent} {model_name or ''}".strip(), ["metric", "value"], rows,
                     result, notes=notes, images=images, write_doc=doc)

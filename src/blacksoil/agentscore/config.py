@@ -30,6 +30,20 @@ class AgentscoreConfig(ComponentConfig):
     price_cpu_usd_per_hour: float = 0.04
     """Price of one CPU core-hour (USD), charged on the CPU seconds a run uses."""
 
+    runtime_approvals: str = "none"
+    """Runtime agent: calls needing a human stay pending (`none`: the task is judged as left) or `auto`-approved."""
+    runtime_tenant: str = "default"
+    """Runtime agent: tenant of the runs (policy principal, audit) and of the rewards in the experience store."""
+    record_rewards: bool = True
+    """Store each episode's checker reward in the experience store when the agent reports its session id."""
+
+    @field_validator("runtime_approvals")
+    @classmethod
+    def _approvals(cls, v: str) -> str:
+        if v not in ("none", "auto"):
+            raise ValueError(f"runtime_approvals {v!r} must be 'none' or 'auto'")
+        return v
+
     @field_validator("step_budget", "max_tokens")
     @classmethod
     def _positive(cls, v: int) -> int:

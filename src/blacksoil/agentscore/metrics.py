@@ -1,6 +1,6 @@
 """Run metrics: completion, pass^k, partial credit, latency percentiles, tokens, cost, CPU, tool errors.
 
-Policy violations stay 0 until the security pillar reports them per tool call (placeholder, stated in reports).
+Policy violations are the tool calls the security policies denied or sent to a human (runtime agent; others: 0).
 """
 
 from __future__ import annotations
@@ -62,6 +62,6 @@ def summarize(episodes: Sequence[Episode], model: str, cfg: AgentscoreConfig) ->
         "tool_calls_per_task": round(sum(e.tool_calls for e in episodes) / n, 2),
         "tool_errors": sum(e.tool_errors for e in episodes),
         "agent_errors": sum(1 for e in episodes if e.error),
-        "policy_violations": 0,
+        "policy_violations": sum(e.policy_violations for e in episodes),
         "completion_by_category": {c: round(sum(v) / len(v), 4) for c, v in sorted(by_cat.items())},
     }

@@ -41,6 +41,11 @@ class Episode:
     step_latencies_s: list[float]
     trajectory: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    policy_violations: int = 0
+    """Tool calls the security policies denied or sent to a human."""
+    session_id: str | None = None
+    """The session the model endpoint saw (runtime agent); its reward is in the experience store."""
+    reward_recorded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -83,6 +88,7 @@ def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
     # A child that exits mid-episode drops out of the sum; never report negative CPU.
     latency, cpu = time.perf_counter() - t0, max(0.0, cpu_seconds() - c0)
     verdict = check(task, env.snapshot(), traj.answer, initial)
+    recorded = _record_reward(task, trial, traj, verdict.reward, verdict.passed)
     tool_steps = [s for s in traj.steps if s.kind == "tool"]
     model_steps = [s for s in traj.steps if s.kind == "model"]
     return Episode(
@@ -95,8 +101,23 @@ def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
         model_calls=len(model_steps), tool_calls=len(tool_steps),
         tool_errors=sum(1 for s in tool_steps if s.error),
         step_latencies_s=[s.latency_s for s in traj.steps if s.kind in ("model", "tool")],
-        trajectory=traj.to_dict(), error=error,
+        trajectory=traj.to_dict(), error=error, policy_violations=traj.policy_violations,
+        session_id=traj.session_id, reward_recorded=recorded,
     )
+
+
+def _record_reward(task: Task, trial: int, traj: Trajectory, reward: float, passed: bool) -> bool:
+    """The checker's reward into the experience store, on the session the endpoint saw (when the agent has one)."""
+    from blacksoil.config import settings
+
+    cfg = settings().agentscore
+    if traj.session_id is None or not cfg.record_rewards:
+        return False
+    from .rewards import record_episode
+
+    return record_episode(cfg.runtime_tenant, traj.session_id, suite=task.suite, task_id=task.id,
+                          reward=round(reward, 6), passed=passed, trial=trial,
+                          policy_violations=traj.policy_violations)
 
 
 def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
