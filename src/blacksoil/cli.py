@@ -57,10 +57,16 @@ def up(
 
     s = settings()
     stop = threading.Event()
-    with running_platform(s, port=port) as gw:
+    learn = s.platform.learner if learner is None else learner
+    sink = None
+    if learn:  # the learner sees each model call as it happens; the store still gets every event
+        from blacksoil.learning.collect import CaptureSink
+        from blacksoil.platform import make_sink
+
+        sink = CaptureSink(forward=make_sink(s))
+    with running_platform(s, port=port, sink=sink) as gw:
         _err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
-        worker = start_background_learner(gw, s, stop) if (s.platform.learner if learner is None else learner) \
-            else None
+        worker = start_background_learner(gw, s, stop) if learn else None
         try:
             while not stop.wait(1.0):
                 pass
@@ -70,6 +76,8 @@ def up(
             stop.set()
             if worker is not None:
                 worker.join(timeout=60)
+            if sink is not None:
+                sink.close()
 
 
 def main() -> None:

@@ -69,7 +69,8 @@ def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, ope
                   extras: dict[str, Any] | None = None) -> None:
     """Add auth, the feedback API and the console to a gateway app created by blacksoil.serving."""
     install_auth(app, s.platform.api_keys)
-    store = getattr(sink, "store", None)
+    # The store behind the sink, also when a capturing sink (the background learner's) forwards to it.
+    store = getattr(sink, "store", None) or getattr(getattr(sink, "forward", None), "store", None)
     if store is not None:
         from blacksoil.experience.api import feedback_router
 
@@ -118,13 +119,16 @@ def running_platform(s: Settings | None = None, *, port: int = 0, sink: Experien
 
 
 def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
-    """A thread running learning rounds against the running gateway every platform.learner_interval_s."""
+    """A thread running learning rounds against the running gateway every platform.learner_interval_s.
+
+    The gateway's sink must be the learner's CaptureSink (see `blacksoil up`), which forwards to the store.
+    """
     import threading
 
     from blacksoil.learning.loop import run_background
 
-    thread = threading.Thread(target=run_background, args=(gw, s.platform.learner_interval_s, stop), daemon=True,
-                              name="learner")
+    thread = threading.Thread(target=run_background, args=(gw, gw.sink, s.platform.learner_interval_s, stop),
+                              daemon=True, name="learner")
     thread.start()
     return thread
 

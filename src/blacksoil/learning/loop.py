@@ -6,8 +6,11 @@ The test split is only ever scored, never collected from or trained on; the gate
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from blacksoil.contracts import AdapterVersion
+from blacksoil.errors import BlacksoilError
 from blacksoil.learning.collect import Attempt, CaptureSink, collect
 from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall
 
@@ -106,9 +110,11 @@ class Learner:
         console.print(f"round {number}: {candidate.version} {decision.reason}")
         dev = {k: v.completion for k, v in (self.baseline or {}).items()}
         dev["overall"] = overall(self.baseline or {})
-        return RoundResult(number, len(attempts), sum(a.passed for a in attempts), samples, steps, loss,
-                           candidate.version, decision.reason, decision.promote,
-                           self.served.version if self.served else "base", dev, time.monotonic() - t0)
+        result = RoundResult(number, len(attempts), sum(a.passed for a in attempts), samples, steps, loss,
+                             candidate.version, decision.reason, decision.promote,
+                             self.served.version if self.served else "base", dev, time.monotonic() - t0)
+        log_round(self.home, result)
+        return result
 
     def run_dir(self, number: int) -> Path:
         return self.home / "learning" / "runs" / f"{self.gw.model}-{self.started}" / f"round{number}"
@@ -151,6 +157,36 @@ class Learner:
                 self.initial_dev = overall(self.baseline)
             bar = p.add_task(f"eval gate: scoring {candidate.version} (dev split)", total=n)
             return self.gate.judge(self.baseline, candidate, on_episode=lambda e: p.advance(bar))
+
+
+def rounds_file(home: Path) -> Path:
+    """One JSON line per finished round (the console's learning view reads it)."""
+    return home / "learning" / "rounds.jsonl"
+
+
+def log_round(home: Path, result: RoundResult) -> None:
+    """Append a finished round durably."""
+    path = rounds_file(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps({**asdict(result), "at": time.time()}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_background(gw: Any, sink: CaptureSink, interval_s: float, stop: threading.Event,
+                   opts: LoopOptions | None = None) -> None:
+    """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`."""
+    learner = Learner(gw, sink, opts or LoopOptions())
+    number = 0
+    while not stop.is_set():
+        number += 1
+        try:
+            learner.run_round(number)
+        except BlacksoilError as e:  # a failed round must not take the platform down; the next one retries
+            console.print(f"[red]learning round {number} failed:[/] {e.message}")
+        if stop.wait(interval_s):
+            break
 
 
 def run_learning(rounds: int, opts: LoopOptions) -> list[RoundResult]:

@@ -14,12 +14,9 @@ from blacksoil.console.context import ConsoleContext, card, chart, table
 _COLORS = ["#7fc98f", "#e0b35a", "#6aa7e0", "#e06a5a", "#b58fe0", "#5ad0e0"]
 
 
-def rounds_file(home: Path) -> Path:
-    """Where the learner appends one JSON line per finished round."""
-    return home / "learning" / "rounds.jsonl"
-
-
 def _rounds(home: Path) -> list[dict[str, Any]]:
+    from blacksoil.learning.loop import rounds_file
+
     path = rounds_file(home)
     if not path.exists():
         return []
