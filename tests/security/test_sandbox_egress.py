@@ -68,7 +68,10 @@ s = socket.create_connection(("127.0.0.1", 3128))
 s.sendall(b"CONNECT 127.0.0.1:{port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
 print(s.recv(100).split(b"\\r\\n")[0].decode())
 s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-print(b"hello-from-host" in s.recv(4096))
+body = b""
+while chunk := s.recv(4096):  # HTTP/1.0: the server closes; one recv may hold only the headers
+    body += chunk
+print(b"hello-from-host" in body)
 """
     r = sandbox.run(SandboxSpec(code=code, allowed_hosts=(f"127.0.0.1:{port}",)))
     assert r.stdout.splitlines() == ["HTTP/1.1 200 Connection established", "True"], r
