@@ -39,7 +39,19 @@ class StreamStats:
 
 async def stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                       headers: dict[str, str] | None = None) -> StreamStats:
-    """POST a streaming chat request and time every content chunk."""
+    """POST a streaming chat request and time every content chunk.
+
+    A connection the server closed as the request went out (llama.cpp's HTTP server caps requests per
+    keep-alive connection) is retried once on a fresh socket, as the gateway's own engine client does.
+    """
+    try:
+        return await _stream_once(client, url, body, headers)
+    except httpx.RemoteProtocolError:
+        return await _stream_once(client, url, body, headers)
+
+
+async def _stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                       headers: dict[str, str] | None) -> StreamStats:
     t0 = time.perf_counter()
     stats = StreamStats(ttft_s=float("nan"))
     last: float | None = None
