@@ -208,12 +208,35 @@ def test_experience_view_counts_match_the_store(platform: Any, browser: Any) -> 
     assert other["model_calls"] == 0
 
 
+@pytest.fixture(scope="module")
+def finished_runs(blacksoil_home: Path) -> None:
+    """A real (small) simulator run and a real AgentScore run stored where the console reads them."""
+    from typer.testing import CliRunner
+
+    from blacksoil.cli import app
+    from blacksoil.config import settings
+    from blacksoil.scheduling.runs import save_sim_run
+    from blacksoil.scheduling.simulator import build_scenario, simulate
+
+    sc = build_scenario(64, 2.0, settings().scheduling)
+    save_sim_run(blacksoil_home, [simulate(sc, p) for p in ("static", "unified")], accelerators=64, hours=2.0)
+    res = CliRunner().invoke(app, ["score", "--agent", "oracle", "--suite", "tools-basic", "--split", "dev",
+                                   "--no-doc"])
+    assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize("view", ["learning", "scheduling", "agentscore"])
-def test_other_views_render(platform: Any, browser: Any, view: str) -> None:
+def test_other_views_render(platform: Any, browser: Any, finished_runs: None, view: str) -> None:
     data = _api(platform, view, KEY_PLANT)
+    if view in ("scheduling", "agentscore"):  # populated by finished_runs: charts and their rows must show
+        assert data["charts"], data
+        for t in data["tables"][:1]:
+            assert t["rows"], t
     page = _open(browser, platform, view, KEY_PLANT)
     assert data["cards"], f"the {view} view shows no headline numbers"
     for c in data["cards"]:
         assert _card(page, c["id"]) == _fmt(c["value"]), c
+    for c in data["charts"]:
+        assert page.locator(f"[data-chart='{c['id']}'] canvas").count() == 1
     page.screenshot(path=str(SHOTS / f"console_{view}.png"), full_page=True)
     page.close()
