@@ -10,21 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from blacksoil.agents.spec import AgentSpec
-from blacksoil.agents.tools import Tool, ToolContext, ToolFlags
+from blacksoil.agents.tools import Tool, ToolContext
 from blacksoil.errors import ConfigError, PolicyDenied
-
-
-def traits_of(flags: ToolFlags) -> Any:
-    """The security layer's ToolTraits for a tool's flags."""
-    from blacksoil.security.calls import ToolTraits
-
-    return ToolTraits(
-        sandboxed=flags.sandboxed,
-        requires_approval=flags.requires_approval,
-        state_changing=flags.state_changing,
-        sensitive=flags.sensitive,
-        untrusted_output=flags.untrusted_output,
-    )
 
 
 class Guard:
@@ -57,7 +44,7 @@ class Guard:
 
         return ToolCallRequest(
             principal=self._principal(agent, tenant, user), tool=tool.name, arguments=arguments, run_id=run_id,
-            call_id=call_key, traits=traits_of(tool.flags), context=facts,
+            call_id=call_key, traits=tool.flags, context=facts,
         )  # fmt: skip
 
     def check(
@@ -90,7 +77,7 @@ class Guard:
         self, agent: str, tenant: str, user: str | None, tools: Sequence[Tool], facts: dict[str, Any]
     ) -> list[str]:
         """Names of the tools the model may see: those the policy may permit this agent to call."""
-        traits = {t.name: traits_of(t.flags) for t in tools}
+        traits = {t.name: t.flags for t in tools}
         return self.security.visible_tools(self._principal(agent, tenant, user), [t.name for t in tools], traits, facts)
 
     def run_sandboxed(self, tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> Any:
@@ -114,7 +101,7 @@ class Guard:
         from blacksoil.security.calls import RunFlags
 
         f = RunFlags(**run_flags)
-        f.observe(self.security.engine.traits_of(tool.name, traits_of(tool.flags)))
+        f.observe(self.security.engine.traits_of(tool.name, tool.flags))
         return {
             "untrusted_input": f.untrusted_input,
             "sensitive_data": f.sensitive_data,

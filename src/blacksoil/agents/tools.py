@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import TypeAdapter, ValidationError, validate_call
 
 from blacksoil.errors import ConfigError, NotFoundError, UserError
+from blacksoil.security.calls import ToolTraits as ToolFlags  # one definition of a tool's safety flags
 
 #: Short names for tool sets a spec can name (class path of a Toolset); anything else is read as a module path.
 TOOLSETS: dict[str, str] = {
@@ -27,22 +28,6 @@ TOOLSETS: dict[str, str] = {
 }
 _TOOL_ATTR = "__blacksoil_tool__"
 _MAX_RESULT_CHARS = 4000
-
-
-@dataclass(frozen=True)
-class ToolFlags:
-    """What a tool may do; the policy engine and the sandbox act on these."""
-
-    sandboxed: bool = False
-    """Runs in the security sandbox (shell, code, files), never in the agent's process."""
-    requires_approval: bool = False
-    """Every call pauses the run until a human approves or denies it."""
-    state_changing: bool = False
-    """Changes the world (a setpoint, an order): never executed twice for one call (idempotency key)."""
-    sensitive: bool = False
-    """Reads sensitive data; counts toward the rule of two."""
-    untrusted_output: bool = False
-    """Returns text from outside (documents, web, sensors): the run then holds untrusted input."""
 
 
 @dataclass(frozen=True)
