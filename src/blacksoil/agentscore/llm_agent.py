@@ -29,10 +29,12 @@ class OpenAIToolAgent:
 
     name = "llm"
 
-    def __init__(self, base_url: str, model: str, api_key: str = "blacksoil", step_budget: int | None = None) -> None:
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, step_budget: int | None = None) -> None:
         import openai
 
         cfg = settings().agentscore
+        # The same key the agent runtime sends: with platform API keys it picks the tenant the calls count for.
+        api_key = api_key or settings().agents.api_key
         self.model = model
         self.step_budget = step_budget or cfg.step_budget
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=cfg.request_timeout_s, max_retries=1)
