@@ -141,8 +141,12 @@ class HotSwapper:
         """One tiny request through the gateway (a new session, so it follows the routing of new sessions)."""
         body = {"model": self.gw.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1,
                 "user": f"swap-probe-{time.monotonic_ns()}"}
+        from blacksoil.config import settings
+
+        # Authenticated like the agents: with platform API keys an anonymous probe would get 401.
+        headers = {"Authorization": f"Bearer {settings().agents.api_key}"}
         try:
-            httpx.post(self.gw.url + "/v1/chat/completions", json=body, timeout=60).raise_for_status()
+            httpx.post(self.gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=60).raise_for_status()
         except httpx.HTTPError as e:
             raise RetryableError(f"swap probe through {self.gw.url} failed ({e}); is the gateway up?") from None
 
