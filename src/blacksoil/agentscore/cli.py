@@ -30,7 +30,7 @@ def _endpoint(agent: str, endpoint: str | None, model: str | None) -> Iterator[t
 
 
 def score(
-    agent: str = typer.Option("llm", help="runtime (agent runtime: policies, approvals), llm (built-in loop), "
+    agent: str = typer.Option("runtime", help="runtime (agent runtime: policies, approvals), llm (built-in loop), "
                                           "oracle (scripted) or null (does nothing)."),
     suite: str = typer.Option("manufacturing", help="manufacturing, tools-basic or jobshop-quality."),
     split: str = typer.Option("test", help="train, dev or test (test is never used for training)."),
@@ -74,7 +74,9 @@ def score(
         img_dir = benchlog.docs_path().parent / "img"
         img_dir.mkdir(parents=True, exist_ok=True)
         for name in ("categories", "pareto"):
-            target = img_dir / f"agentscore_{suite}_{name}.png"
+            # The runtime agent's plots get their own names so the llm baseline entry's plots stay what they were.
+            tag = f"{suite}_{agent}" if agent == "runtime" else suite
+            target = img_dir / f"agentscore_{tag}_{name}.png"
             shutil.copyfile(html.parent / f"{name}.png", target)
             images.append(f"img/{target.name}")
     rows = [[key, v] for key, v in summary.items() if key != "completion_by_category"]
