@@ -39,11 +39,17 @@ def _ensure_chromium() -> None:
 
 @pytest.fixture(scope="module")
 def platform(blacksoil_home: Path) -> Iterator[Any]:
-    from blacksoil.platform import running_platform
+    """The platform as `blacksoil up --learner` runs it: the learner's capturing sink in front of the store."""
+    from blacksoil.learning.collect import CaptureSink
+    from blacksoil.platform import make_sink, running_platform
 
     s = load_settings(platform={"api_keys": {KEY_PLANT: "plant", KEY_OTHER: "other"}})
-    with running_platform(s) as gw:
-        yield gw
+    sink = CaptureSink(forward=make_sink(s))
+    try:
+        with running_platform(s, sink=sink) as gw:
+            yield gw
+    finally:
+        sink.close()
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +231,35 @@ def finished_runs(blacksoil_home: Path) -> None:
     assert res.exit_code == 0, res.output
 
 
-@pytest.mark.parametrize("view", ["learning", "scheduling", "agentscore"])
+@pytest.fixture(scope="module")
+def learning_round(platform: Any, monkeypatch_module: pytest.MonkeyPatch) -> Any:
+    """One real, tiny learning round on the running platform (collect → train → publish → gate)."""
+    from blacksoil.config import settings
+    from blacksoil.learning.loop import Learner, LoopOptions
+
+    for key, value in {"BLACKSOIL_AGENTS__API_KEY": KEY_PLANT, "BLACKSOIL_LEARNING__BATCH_SIZE": "1",
+                       "BLACKSOIL_LEARNING__MAX_SEQ_LEN": "128", "BLACKSOIL_AGENTSCORE__STEP_BUDGET": "2"}.items():
+        monkeypatch_module.setenv(key, value)
+    settings.cache_clear()
+    learner = Learner(platform, platform.sink, LoopOptions(suites=("tools-basic",), attempts=1, tasks_per_suite=1,
+                                                           gate_tasks=1, steps=2))
+    return learner.run_round(1)
+
+
+def test_learning_view_shows_the_round(platform: Any, browser: Any, learning_round: Any) -> None:
+    data = _api(platform, "learning", KEY_PLANT)
+    cards = {c["id"]: c["value"] for c in data["cards"]}
+    assert cards["rounds"] == 1 and cards["versions"] >= 1
+    rounds = next(t for t in data["tables"] if t["id"] == "rounds")
+    assert rounds["rows"][0][6] == learning_round.candidate
+    page = _open(browser, platform, "learning", KEY_PLANT)
+    assert _card(page, "rounds") == "1"
+    assert learning_round.candidate in page.inner_text("[data-table='versions']")
+    page.screenshot(path=str(SHOTS / "console_learning.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("view", ["scheduling", "agentscore"])
 def test_other_views_render(platform: Any, browser: Any, finished_runs: None, view: str) -> None:
     data = _api(platform, view, KEY_PLANT)
     if view in ("scheduling", "agentscore"):  # populated by finished_runs: charts and their rows must show

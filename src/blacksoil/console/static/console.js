@@ -41,7 +41,7 @@ function chartConfig(spec) {
   }
   return {
     type: spec.type === "area" ? "line" : spec.type,
-    data: { labels: spec.labels || [], datasets: (spec.datasets || []).map(d => ({ ...d, fill: spec.type === "area" ? (d.fill ?? "origin") : d.fill, pointRadius: spec.type === "scatter" ? 5 : 0, tension: 0.2 })) },
+    data: { labels: spec.labels || [], datasets: (spec.datasets || []).map(d => ({ ...d, fill: spec.type === "area" ? (d.fill ?? "origin") : d.fill, pointRadius: spec.type === "scatter" ? 5 : ((spec.labels || []).length < 30 ? 3 : 0), tension: 0.2 })) },
     options: { animation: false, responsive: true, maintainAspectRatio: false, scales, plugins: { legend: { labels: { color: "#e6efe9" } } } },
   };
 }
