@@ -37,7 +37,7 @@ def test_right_calls_pass_and_the_reward_lands_on_the_gateway_session(scripted_c
     assert ep.session_id and all(r["user"] == ep.session_id for r in chat.requests)
     rows = _rewards(ep.session_id)
     assert len(rows) == 1 and rows[0]["value"] == 1.0 and rows[0]["source"] == "agentscore"
-    assert rows[0]["detail"]["task_id"] == task.id and ep.reward_recorded
+    assert rows[0]["detail"]["task_id"] == task.id and rows[0]["detail"]["split"] == task.split and ep.reward_recorded
 
 
 def test_wrong_calls_fail_and_a_zero_reward_is_stored(scripted_chat: tuple[ScriptedChat, str]) -> None:
@@ -88,6 +88,8 @@ def test_denied_dispatch_counts_as_violation_and_leaves_the_plant(scripted_chat:
     chat.say("Done.")
     ep = api.run_task(api.make_agent("runtime", base_url=url, model="scripted"), task)
     assert ep.passed and ep.policy_violations == 0
+    # mfg-move-part-5 is in the held-out test split: its reward never reaches the store the learner reads.
+    assert ep.session_id and not ep.reward_recorded and _rewards(ep.session_id) == []
 
 
 def test_runtime_agent_needs_endpoint_and_valid_approvals() -> None:

@@ -26,7 +26,7 @@ def experience_store() -> Any:
 
 
 def record_episode(tenant: str, session_id: str, *, suite: str, task_id: str, reward: float, passed: bool,
-                   trial: int, policy_violations: int) -> bool:
+                   trial: int, policy_violations: int, split: str = "") -> bool:
     """Store one episode's reward; False when already recorded, or when the store never saw the session (the
     endpoint failed before any event of it was recorded, or events go to a JSONL sink): then there is nothing to join.
     """
@@ -37,4 +37,4 @@ def record_episode(tenant: str, session_id: str, *, suite: str, task_id: str, re
         return False
     return record_check(store, session_id, reward, checker=f"agentscore.{suite}",
                         task_id=task_id, passed=passed,
-                        detail={"trial": trial, "policy_violations": policy_violations})
+                        detail={"trial": trial, "policy_violations": policy_violations, "split": split})

@@ -111,13 +111,14 @@ def _record_reward(task: Task, trial: int, traj: Trajectory, reward: float, pass
     from blacksoil.config import settings
 
     cfg = settings().agentscore
-    if traj.session_id is None or not cfg.record_rewards:
+    # The test split is held out from learning: its rewards never reach the store the learner reads.
+    if traj.session_id is None or not cfg.record_rewards or task.split == "test":
         return False
     from .rewards import record_episode
 
     return record_episode(cfg.runtime_tenant, traj.session_id, suite=task.suite, task_id=task.id,
                           reward=round(reward, 6), passed=passed, trial=trial,
-                          policy_violations=traj.policy_violations)
+                          policy_violations=traj.policy_violations, split=task.split)
 
 
 def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
