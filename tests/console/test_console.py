@@ -6,8 +6,10 @@ tool call is approved from the page; a second tenant's key sees none of the firs
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ import pytest
 from blacksoil.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "img"
+# `make screenshots` points this at docs/img (the README's pictures); a plain test run keeps the tree clean.
+SHOTS = Path(os.environ.get("BLACKSOIL_CONSOLE_SHOTS") or tempfile.mkdtemp(prefix="console-shots-"))
 KEY_PLANT = "plant-key-0123456789abcdef"
 KEY_OTHER = "other-key-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
