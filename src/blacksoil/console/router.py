@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from blacksoil.console.context import ConsoleContext
 from blacksoil.errors import NotFoundError
+from blacksoil.experience.api import tenant_of
 
 _HERE = Path(__file__).parent
 _STATIC = _HERE / "static"
@@ -29,11 +30,6 @@ class Decision(BaseModel):
     """Who decides (audited)."""
     note: str = Field(default="", max_length=2000)
     """Why (audited; a denial's note is what the model is told)."""
-
-
-def tenant_of(request: Request) -> str:
-    """The caller's tenant as the gateway's authentication set it (default: `default`)."""
-    return str(getattr(request.state, "tenant", None) or request.headers.get("x-tenant") or "default")
 
 
 def console_router(ctx: ConsoleContext) -> APIRouter:
