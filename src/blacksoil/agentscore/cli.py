@@ -32,7 +32,8 @@ def _endpoint(agent: str, endpoint: str | None, model: str | None) -> Iterator[t
 def score(
     agent: str = typer.Option("runtime", help="runtime (agent runtime: policies, approvals), llm (built-in loop), "
                                           "oracle (scripted) or null (does nothing)."),
-    suite: str = typer.Option("manufacturing", help="manufacturing, tools-basic or jobshop-quality."),
+    suite: str = typer.Option("manufacturing", help="manufacturing, tools-basic, jobshop-quality or "
+                                                      "tools-general (held out: dev and test only)."),
     split: str = typer.Option("test", help="train, dev or test (test is never used for training)."),
     k: int = typer.Option(1, help="Trials per task; pass^k counts a task only if all k pass."),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL (…/v1); default: start the local gateway."),

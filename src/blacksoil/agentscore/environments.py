@@ -62,10 +62,17 @@ def _toolbox(seed: int, overrides: dict[str, Any]) -> Environment:
     return Workspace(seed, overrides)
 
 
+def _general(seed: int, overrides: dict[str, Any]) -> Environment:
+    from .general_tools import GeneralWorkspace
+
+    return GeneralWorkspace(seed, overrides)
+
+
 DOMAINS: dict[str, Callable[[int, dict[str, Any]], Environment]] = {
     "manufacturing": ManufacturingEnv,
     "jobshop": _jobshop,
     "tools-basic": _toolbox,
+    "tools-general": _general,
 }
 
 

@@ -200,6 +200,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "manufacturing": ("blacksoil.factories.manufacturing", "tasks/manufacturing.yaml"),
     "jobshop-quality": ("blacksoil.factories.manufacturing", "tasks/jobshop_quality.yaml"),
     "tools-basic": ("blacksoil.agentscore", "suites/tools_basic.yaml"),
+    # Held out from learning by construction: dev and test splits only, no train split.
+    "tools-general": ("blacksoil.agentscore", "suites/tools_general.yaml"),
 }
 
 

@@ -1,4 +1,4 @@
-"""AgentScore suites owned by the agentscore pillar (tools-basic) and the script that writes them.
+"""AgentScore suites owned by the agentscore pillar (tools-basic, held-out tools-general) and their generators.
 
-Regenerate with `python -m blacksoil.agentscore.suites.generate`; never edit the YAML by hand.
+Regenerate with `python -m blacksoil.agentscore.suites.generate` and `... .suites.generate_general`; never edit YAML.
 """
