@@ -73,3 +73,23 @@ def test_tool_turns_are_flattened_for_a_template_without_tools() -> None:
     roles = [m["role"] for m in body["messages"]]  # type: ignore[index]
     assert roles == ["system", "user", "assistant", "user"]
     assert "add" in body["messages"][2]["content"] and "add" in body["messages"][3]["content"]  # type: ignore[index]
+
+
+def test_tools_are_listed_as_compact_signatures() -> None:
+    """One line per tool: names, types, enums, defaults and free-form hints; never the JSON schema itself."""
+    from blacksoil.serving.tools import ANSWER_MAX_CHARS, signature
+
+    spec = {"name": "book", "description": "Book a room.", "parameters": {"type": "object", "properties": {
+        "room": {"type": "string", "enum": ["R1", "R2"], "description": "R1 or R2"},
+        "note": {"type": "string", "description": "why"},
+        "ids": {"type": "array", "items": {"type": "string", "enum": ["J1", "J2"]}},
+        "hours": {"type": "number", "default": 1.0}}, "required": ["room", "note", "ids"]}}
+    assert signature(spec) == ('- book(room: R1|R2, note: string, ids: list of J1|J2, hours?: number = 1.0)'
+                               ' - Book a room. (note: why)')
+    _, body = plan_request({"messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": spec}]})
+    system = body["messages"][0]["content"]  # type: ignore[index]
+    assert system.startswith("Tools:\n- book(") and '"properties"' not in system and '{"answer"' in system
+    schema = body["response_format"]["json_schema"]["schema"]  # type: ignore[index]
+    answer = next(s for s in schema["anyOf"] if "answer" in s["properties"])
+    assert answer["properties"]["answer"]["maxLength"] == ANSWER_MAX_CHARS
