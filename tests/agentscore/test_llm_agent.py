@@ -40,6 +40,12 @@ def test_step_budget_and_loop_stop(scripted_chat: tuple[ScriptedChat, str]) -> N
         chat.tool_call("calculator", '{"expression": "1/0"}')
     ep = api.run_task(api.make_agent("llm", base_url=url, model="scripted", step_budget=10), task)
     assert not ep.passed and ep.trajectory["stopped"] == "loop" and ep.tool_errors == 3
+    chat.replies.clear()
+    for _ in range(5):  # a call that succeeds, repeated word for word, is a loop too: its answer will not change
+        chat.tool_call("calculator", '{"expression": "2 + 2"}')
+    ep = api.run_task(api.make_agent("llm", base_url=url, model="scripted", step_budget=10), task)
+    assert not ep.passed and ep.trajectory["stopped"] == "loop" and ep.model_calls == 3 and ep.tool_errors == 0
+    chat.replies.clear()
     for i in range(5):
         chat.tool_call("calculator", f'{{"expression": "{i} + 1"}}')
     ep = api.run_task(api.make_agent("llm", base_url=url, model="scripted", step_budget=2), task)

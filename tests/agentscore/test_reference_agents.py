@@ -76,3 +76,15 @@ def test_tool_errors_reach_the_agent_as_messages_not_exceptions() -> None:
     _, error = box.call("send_message", {"to": "x", "text": "y"})
     assert error and "not available" in error
     assert [s.error is not None for s in box.trajectory.steps] == [True, True]
+
+
+def test_concurrent_episodes_keep_task_order_and_results() -> None:
+    from blacksoil.errors import ConfigError
+
+    tasks = api.list_tasks("tools-basic", "dev")
+    seen: list[str] = []
+    eps = api.run_tasks(OracleAgent(), tasks, k=2, concurrency=3, on_episode=lambda e: seen.append(e.task_id))
+    assert [(e.task_id, e.trial) for e in eps] == [(t.id, k) for t in tasks for k in range(2)]
+    assert all(e.passed for e in eps) and sorted(seen) == sorted(e.task_id for e in eps)
+    with pytest.raises(ConfigError, match="concurrency=0"):
+        api.run_tasks(OracleAgent(), tasks, concurrency=0)

@@ -40,6 +40,13 @@ def training_tasks(suite: str) -> list[Task]:
     return _list_tasks(suite, "train")
 
 
+def practice_tasks(suite: str, per_template: int) -> list[Task]:
+    """Fresh train instances from the suite's own generator, none equal to a dev or test task (see practice.py)."""
+    from .practice import practice_tasks as _practice
+
+    return _practice(suite, per_template)
+
+
 def get_task(suite: str, task_id: str) -> Task:
     """One task by id."""
     for t in _list_tasks(suite):

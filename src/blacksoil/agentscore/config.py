@@ -15,8 +15,8 @@ class AgentscoreConfig(ComponentConfig):
 
     step_budget: int = 12
     """Most model calls the built-in agent makes per task before it must stop (count)."""
-    max_tokens: int = 256
-    """Most output tokens per model call (tokens)."""
+    max_tokens: int = 128
+    """Most output tokens per model call (tokens; a tool call or a brief answer needs < 60)."""
     temperature: float = 0.0
     """Sampling temperature of the model agent (0 = greedy)."""
     request_timeout_s: float = 300.0

@@ -19,9 +19,9 @@ from .tasks import Task
 
 
 def _stuck(steps: list[Step], repeats: int = 3) -> bool:
-    """The same failing tool call `repeats` times in a row: more model calls would only burn the budget."""
+    """The same tool call `repeats` times in a row: its answer will not change, more calls only burn the budget."""
     calls = [s for s in steps if s.kind == "tool"][-repeats:]
-    return len(calls) == repeats and all(s.error and (s.name, s.args) == (calls[0].name, calls[0].args) for s in calls)
+    return len(calls) == repeats and all((s.name, s.args) == (calls[0].name, calls[0].args) for s in calls)
 
 
 class OpenAIToolAgent:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from blacksoil.errors import BlacksoilError
+from blacksoil.errors import BlacksoilError, ConfigError
 
 from .agents import Agent, ToolBox, Trajectory
 from .checkers import check
@@ -122,13 +122,31 @@ def _record_reward(task: Task, trial: int, traj: Trajectory, reward: float, pass
 
 
 def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
-              on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
-    """Run every task k times (trials in task order); `on_episode` drives progress bars."""
-    out = []
-    for task in tasks:
-        for trial in range(k):
+              on_episode: Callable[[Episode], None] | None = None, concurrency: int = 1) -> list[Episode]:
+    """Run every task k times (trials in task order); `on_episode` drives progress bars.
+
+    With `concurrency` > 1 that many episodes run at once (each has its own environment; the agent must be
+    stateless across runs, as the model agents are), so an engine with several slots batches their decoding.
+    Results keep task order either way.
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency={concurrency} must be at least 1")
+    jobs = [(task, trial) for task in tasks for trial in range(k)]
+    if concurrency == 1:
+        out = []
+        for task, trial in jobs:
             ep = run_episode(agent, task, trial)
             out.append(ep)
             if on_episode:
                 on_episode(ep)
-    return out
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(job: tuple[Task, int]) -> Episode:
+        ep = run_episode(agent, *job)
+        if on_episode:
+            on_episode(ep)
+        return ep
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agentscore") as pool:
+        return list(pool.map(one, jobs))

@@ -182,13 +182,18 @@ TEMPLATES: tuple[Callable[[random.Random], Task], ...] = (
 PER_TEMPLATE = 4
 
 
-def tools_basic_tasks() -> list[Task]:
-    """Four tasks per template; split by position (train, train, train, dev, test, …) with a template offset."""
+def tools_basic_tasks(per_template: int = PER_TEMPLATE, first_index: int = 0,
+                      split: Callable[[int], str] | None = None, id_prefix: str = "tb") -> list[Task]:
+    """Four tasks per template; split by position (train, train, train, dev, test, …) with a template offset.
+
+    The defaults write the shipped suite; other indices give fresh instances (practice tasks for learning).
+    """
     tasks = []
     for t, tpl in enumerate(TEMPLATES):
-        for i in range(PER_TEMPLATE):
+        for i in range(first_index, first_index + per_template):
             spec = tpl(random.Random(f"{tpl.__name__}-{i}"))
-            tasks.append({"id": f"tb-{tpl.__name__.replace('_', '-')}-{i + 1}", "split": _split(i + t),
+            tasks.append({"id": f"{id_prefix}-{tpl.__name__.replace('_', '-')}-{i + 1}",
+                          "split": split(i) if split else _split(i + t),
                           "category": spec.pop("category"), "tags": spec.pop("tags", ["single-step"]),
                           "instruction": spec.pop("instruction"), "initial": {"seed": 0, "overrides": {}}, **spec})
     return tasks

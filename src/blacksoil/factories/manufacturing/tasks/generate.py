@@ -313,13 +313,17 @@ TEMPLATES: tuple[Callable[[Plant, random.Random], Task | None], ...] = (
 PER_TEMPLATE = 5
 
 
-def manufacturing_tasks() -> list[Task]:
-    """Five tasks per template over seeded plants; tasks whose template does not apply to a seed are skipped."""
+def manufacturing_tasks(per_template: int = PER_TEMPLATE, first_seed: int = 0, seeds: int = 60,
+                        split: Callable[[int], str] = _split, id_prefix: str = "mfg") -> list[Task]:
+    """`per_template` tasks per template over seeded plants; tasks whose template does not apply to a seed are skipped.
+
+    The defaults write the shipped suite; other seeds give fresh instances (practice tasks for learning).
+    """
     tasks: list[Task] = []
     plants: dict[int, Plant] = {}
     for tpl in TEMPLATES:
-        made, seed = 0, 0
-        while made < PER_TEMPLATE and seed < 60:
+        made, seed = 0, first_seed
+        while made < per_template and seed < first_seed + seeds:
             plant = plants.setdefault(seed, Plant.create(seed))
             rng = random.Random(f"{tpl.__name__}-{seed}")
             spec = tpl(Plant(plant.snapshot()), rng)
@@ -327,7 +331,7 @@ def manufacturing_tasks() -> list[Task]:
                 over = spec.pop("overrides", {})
                 if over:
                     Plant.create(seed, over)  # the overrides must apply cleanly
-                tasks.append({"id": f"mfg-{tpl.__name__.replace('_', '-')}-{made + 1}", "split": _split(made),
+                tasks.append({"id": f"{id_prefix}-{tpl.__name__.replace('_', '-')}-{made + 1}", "split": split(made),
                               "category": spec.pop("category"), "tags": spec.pop("tags", ["single-step"]),
                               "instruction": spec.pop("instruction"),
                               "initial": {"seed": seed, "overrides": over}, **spec})
