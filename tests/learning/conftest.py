@@ -65,4 +65,5 @@ def gw() -> Iterator[GatewayHandle]:
 
 @pytest.fixture()
 def tiny_cfg() -> LearningConfig:
-    return LearningConfig(batch_size=2, max_seq_len=48, checkpoint_every=2, learning_rate=1e-3, torch_threads=1)
+    return LearningConfig(batch_size=2, max_seq_len=48, checkpoint_every=2, learning_rate=1e-3, torch_threads=1,
+                          lora_layers=0)

@@ -53,3 +53,26 @@ def test_replay_weights_reach_the_samples(tokenizer: Any) -> None:
     samples, stats = replay_samples(tokenizer, [*attempts, failed], draws=16, objective="sft", policy_version=0)
     assert samples and all(s.reward >= 1.0 for s in samples)  # rejection sampling drops the failure
     assert all(0 < s.weight <= 1.0 for s in samples) and stats["drawn"] == 16
+
+
+def test_calls_longer_than_the_trainer_window_are_skipped_not_cut(tokenizer: Any) -> None:
+    """A prompt cut from the left loses its tools and instruction: such calls are left out of training."""
+    from blacksoil.agentscore import api
+
+    task = next(t for t in api.list_tasks("manufacturing", "train") if t.id.startswith("mfg-take-down"))
+    attempt = oracle_attempt(tokenizer, task)
+    full = attempt_samples(tokenizer, attempt)
+    lengths = [len(s.prompt_ids) + len(s.completion_ids) for s in full]
+    limit = sorted(lengths)[len(lengths) // 2]
+    kept = attempt_samples(tokenizer, attempt, max_len=limit)
+    assert 0 < len(kept) < len(full)
+    assert all(len(s.prompt_ids) + len(s.completion_ids) <= limit for s in kept)
+    assert all(s.trajectory == attempt.session_id for s in kept)  # they still pack together
+
+
+def test_practice_demonstrations_add_fresh_train_instances(tokenizer: Any) -> None:
+    shipped = demonstrations(tokenizer, ["tools-basic"])
+    more = demonstrations(tokenizer, ["tools-basic"], practice_per_template=1)
+    assert len(more) > len(shipped)
+    assert {a.task_id for a in more} - {a.task_id for a in shipped} == {
+        a.task_id for a in more if a.task_id.startswith("practice-")}

@@ -53,15 +53,31 @@ def learn(
     steps: int = typer.Option(None, help="Optimizer steps per round (default: learning.steps_per_round)."),
     temperature: float = typer.Option(0.7, min=0.0, help="Sampling temperature of collection attempts."),
     demos: bool = typer.Option(True, help="Seed replay with oracle demonstrations of train tasks."),
+    practice: int = typer.Option(0, min=0, help="Also demonstrate this many fresh train instances per task "
+                                                "template (generated; never equal to a dev/test task)."),
+    held_out: str = typer.Option("tools-general", help="Comma-separated suites never learned from; the gate and "
+                                                       "the demo score them so general tool calling cannot "
+                                                       "silently regress ('' = none)."),
+    concurrency: int = typer.Option(4, min=1, help="Agent episodes at once when collecting and scoring."),
     demo: bool = typer.Option(False, "--demo", help="Closed-loop demo: test-split baseline, rounds, test again."),
     test_tasks: int = typer.Option(None, help="With --demo: test tasks per suite (default: all)."),
 ) -> None:
     """Improve the served model from its own experience, without downtime (see `blacksoil adapters list`)."""
+    from blacksoil.agentscore import api
+    from blacksoil.errors import ConfigError
     from blacksoil.learning.loop import LoopOptions, run_demo, run_learning
 
-    opts = LoopOptions(suites=tuple(x.strip() for x in suites.split(",") if x.strip()), attempts=attempts,
-                       tasks_per_suite=tasks_per_suite, gate_tasks=gate_tasks, steps=steps,
-                       temperature=temperature, demos=demos)
+    learned = tuple(x.strip() for x in suites.split(",") if x.strip())
+    kept_out = tuple(x.strip() for x in held_out.split(",") if x.strip())
+    for name in (*learned, *kept_out):
+        if name not in api.suites():
+            raise ConfigError(f"suite {name!r} does not exist; use one of {', '.join(api.suites())}")
+    if set(learned) & set(kept_out):
+        raise ConfigError(f"{sorted(set(learned) & set(kept_out))} cannot be both learned and held out")
+    # `learn` owns its gateway and runs serving and training one after the other: each phase gets every core.
+    opts = LoopOptions(suites=learned, attempts=attempts, tasks_per_suite=tasks_per_suite, gate_tasks=gate_tasks,
+                       steps=steps, temperature=temperature, demos=demos, practice=practice, held_out=kept_out,
+                       exclusive_cores=True, concurrency=concurrency)
     if demo:
         run_demo(rounds, opts, test_tasks=test_tasks)
     else:

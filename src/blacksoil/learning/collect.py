@@ -32,11 +32,18 @@ class Attempt:
     adapter_version: str | None
     calls: list[ExperienceEvent] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    demonstration: bool = False
+    """A scripted solution (oracle), not something a model version did: it never goes stale in replay."""
 
-    def trajectory(self) -> dict[str, Any]:
-        """The record prioritized replay ranks (see experience.priorities)."""
+    def trajectory(self, served_version: str | None = None) -> dict[str, Any]:
+        """The record prioritized replay ranks (see experience.priorities).
+
+        Replay drops items produced by versions too far behind the served one (`served_version`); a
+        demonstration is stamped with the served version so it stays eligible.
+        """
+        version = served_version if self.demonstration else self.adapter_version
         return {"session_id": self.session_id, "task_id": self.task_id, "reward": self.reward,
-                "failed": not self.passed, "created_at": self.created_at, "adapter_version": self.adapter_version,
+                "failed": not self.passed, "created_at": self.created_at, "adapter_version": version,
                 "content_hash": None}
 
 
@@ -91,23 +98,31 @@ def session_agent(base_url: str, model: str, session_id: str, temperature: float
 
 def collect(gw: Any, sink: CaptureSink, suites: Sequence[str], *, attempts: int, temperature: float,
             tasks_per_suite: int | None = None, adapter_version: str | None = None,
-            on_attempt: Callable[[Attempt], None] | None = None) -> list[Attempt]:
-    """Run `attempts` attempts of each train task of `suites` through the gateway `gw`."""
+            on_attempt: Callable[[Attempt], None] | None = None, concurrency: int = 1) -> list[Attempt]:
+    """Run `attempts` attempts of each train task of `suites` through the gateway `gw` (`concurrency` at once)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from blacksoil.agentscore import api
 
     if attempts < 1:
         raise ConfigError(f"attempts={attempts} must be at least 1")
-    out = []
+    if concurrency < 1:
+        raise ConfigError(f"concurrency={concurrency} must be at least 1")
+    jobs = []
     for suite in suites:
         tasks = api.list_tasks(suite, "train")
-        for task in tasks[:tasks_per_suite] if tasks_per_suite else tasks:
-            for trial in range(attempts):
-                sid = f"learn-{task.id}-{trial}-{uuid.uuid4().hex[:8]}"
-                agent = session_agent(gw.openai_base_url, gw.model, sid, temperature)
-                ep = api.run_task(agent, task, trial)
-                a = Attempt(task.id, suite, trial, sid, float(ep.reward), bool(ep.passed), adapter_version,
-                            sink.take(sid))
-                out.append(a)
-                if on_attempt is not None:
-                    on_attempt(a)
-    return out
+        jobs += [(suite, task, trial) for task in (tasks[:tasks_per_suite] if tasks_per_suite else tasks)
+                 for trial in range(attempts)]
+
+    def one(job: tuple[str, Any, int]) -> Attempt:
+        suite, task, trial = job
+        sid = f"learn-{task.id}-{trial}-{uuid.uuid4().hex[:8]}"
+        agent = session_agent(gw.openai_base_url, gw.model, sid, temperature)
+        ep = api.run_task(agent, task, trial)
+        a = Attempt(task.id, suite, trial, sid, float(ep.reward), bool(ep.passed), adapter_version, sink.take(sid))
+        if on_attempt is not None:
+            on_attempt(a)
+        return a
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="collect") as pool:
+        return list(pool.map(one, jobs))

@@ -25,17 +25,20 @@ class LearningConfig(ComponentConfig):
     """LoRA alpha; the update is scaled by alpha / rank (dimensionless)."""
     lora_targets: tuple[str, ...] = _LORA_TARGETS
     """Projection modules that get a LoRA (HF names; the GGUF export knows q/k/v/o)."""
-    learning_rate: float = 3e-4
+    lora_layers: int = 8
+    """LoRA only on the top this many decoder layers (0 = all); fewer layers = a shorter backward pass."""
+    learning_rate: float = 1e-3
     """AdamW learning rate (per step)."""
     objective: Literal["sft", "grpo"] = "sft"
     """Training objective: rejection-sampling fine-tuning (sft) or group-advantage weighted (grpo)."""
-    batch_size: int = 4
+    batch_size: int = 8
     """Samples per optimizer step (summed over DDP ranks)."""
-    max_seq_len: int = 256
-    """Longest prompt+completion kept per sample, in tokens (the prompt is cut from the left)."""
-    steps_per_round: int = 12
+    max_seq_len: int = 1024
+    """Longest packed row (a trajectory's last prompt + its completions), in tokens; the learner skips calls
+    longer than this (a trainer given one anyway cuts its prompt from the left)."""
+    steps_per_round: int = 28
     """Optimizer steps in one learning round."""
-    checkpoint_every: int = 4
+    checkpoint_every: int = 8
     """Save a resumable checkpoint every this many steps."""
     keep_checkpoints: int = 2
     """How many checkpoints to keep on disk (older ones are deleted)."""
@@ -60,6 +63,13 @@ class LearningConfig(ComponentConfig):
     def _positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+    @field_validator("lora_layers")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be 0 (all layers) or a positive number of top layers, got {v}")
         return v
 
     @field_validator("learning_rate")

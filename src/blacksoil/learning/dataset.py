@@ -30,19 +30,28 @@ def prompt_ids(tokenizer: Any, event: ExperienceEvent) -> tuple[int, ...]:
     return tuple(int(i) for i in ids)
 
 
-def attempt_samples(tokenizer: Any, attempt: Attempt, weight: float = 1.0) -> list[TrainSample]:
-    """One sample per model call of the attempt that has completion token ids."""
+def attempt_samples(tokenizer: Any, attempt: Attempt, weight: float = 1.0,
+                    max_len: int | None = None) -> list[TrainSample]:
+    """One sample per model call of the attempt that has completion token ids.
+
+    Calls longer than `max_len` tokens (prompt + completion) are skipped rather than cut: a prompt cut from the
+    left has lost its tools and instruction, and would teach the completion without its reason.
+    """
     out = []
     for ev in attempt.calls:
         if not ev.completion_token_ids or ev.error:
             continue
-        out.append(TrainSample(prompt_ids(tokenizer, ev), tuple(ev.completion_token_ids), reward=attempt.reward,
-                               weight=weight, group=attempt.task_id))
+        prompt = prompt_ids(tokenizer, ev)
+        if max_len is not None and len(prompt) + len(ev.completion_token_ids) > max_len:
+            continue
+        out.append(TrainSample(prompt, tuple(ev.completion_token_ids), reward=attempt.reward,
+                               weight=weight, group=attempt.task_id, trajectory=attempt.session_id))
     return out
 
 
 def replay_samples(tokenizer: Any, attempts: Sequence[Attempt], *, draws: int, objective: str,
-                   policy_version: int, seed: int = 0) -> tuple[list[TrainSample], dict[str, float]]:
+                   policy_version: int, seed: int = 0,
+                   max_len: int | None = None) -> tuple[list[TrainSample], dict[str, float]]:
     """Draw `draws` attempts from prioritized replay and build the objective's samples; plus replay stats.
 
     SFT keeps successful attempts (rejection sampling); GRPO turns each task group's rewards into advantages.
@@ -52,18 +61,19 @@ def replay_samples(tokenizer: Any, attempts: Sequence[Attempt], *, draws: int, o
 
     by_session = {a.session_id: a for a in attempts}
     replay = PrioritizedReplay.from_config(settings().experience, seed=seed)
-    replay.add_trajectories([a.trajectory() for a in attempts], now=time.time())
+    served = f"v{policy_version}" if policy_version else None
+    replay.add_trajectories([a.trajectory(served) for a in attempts], now=time.time())
     batch = replay.sample(draws, policy_version)
     picked: list[TrainSample] = []
     for key, w in zip(batch.keys, batch.weights, strict=True):
-        picked += attempt_samples(tokenizer, by_session[key], float(w))
+        picked += attempt_samples(tokenizer, by_session[key], float(w), max_len)
     if objective == "grpo":
         # Advantages need every attempt of a group, not only the drawn ones: compute them over all attempts,
         # then keep the drawn samples' advantage with their importance weight.
         adv = {(s.group, s.completion_ids): s.advantage
-               for s in group_advantages([s for a in attempts for s in attempt_samples(tokenizer, a)])}
+               for s in group_advantages([s for a in attempts for s in attempt_samples(tokenizer, a, 1.0, max_len)])}
         samples = [TrainSample(s.prompt_ids, s.completion_ids, s.reward, s.weight, s.group,
-                               adv[(s.group, s.completion_ids)])
+                               adv[(s.group, s.completion_ids)], s.trajectory)
                    for s in picked if (s.group, s.completion_ids) in adv]
     else:
         samples = sft_samples(picked)

@@ -55,7 +55,8 @@ def oracle_attempt(tokenizer: Any, task: Any) -> Attempt:
                         {"role": "tool", "tool_call_id": cid, "content": to_json(step.result)}]
         elif step.kind == "answer":
             calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, {"answer": str(step.result)}), task))
-    return Attempt(task.id, task.suite, 0, sid, float(verdict.reward), bool(verdict.passed), None, calls)
+    return Attempt(task.id, task.suite, 0, sid, float(verdict.reward), bool(verdict.passed), None, calls,
+                   demonstration=True)
 
 
 def _event(sid: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], ids: tuple[int, ...],
@@ -64,14 +65,20 @@ def _event(sid: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
                            completion_token_ids=list(ids), metadata={"task_id": task.id, "source": "oracle"})
 
 
-def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int | None = None) -> list[Attempt]:
-    """Oracle attempts for the train tasks of `suites` (only those the checker passes)."""
+def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int | None = None,
+                   practice_per_template: int = 0) -> list[Attempt]:
+    """Oracle attempts for the train tasks of `suites` (only those the checker passes), plus
+    `practice_per_template` fresh train instances per template from the suite's generator (never a dev/test task).
+    """
     from blacksoil.agentscore import api
 
     out = []
     for suite in suites:
         tasks = api.list_tasks(suite, "train")
-        for task in tasks[:tasks_per_suite] if tasks_per_suite else tasks:
+        tasks = tasks[:tasks_per_suite] if tasks_per_suite else tasks
+        if practice_per_template:
+            tasks = [*tasks, *api.practice_tasks(suite, practice_per_template)]
+        for task in tasks:
             a = oracle_attempt(tokenizer, task)
             if a.passed:
                 out.append(a)

@@ -88,10 +88,11 @@ class EvalGate:
     """Scores the served model or a candidate on dev tasks through a gateway and applies `decide`."""
 
     def __init__(self, suites: Sequence[str], *, tasks_per_suite: int | None, margin: float, tolerance: float,
-                 split: str = "dev") -> None:
+                 split: str = "dev", serving_cfg: Any = None, concurrency: int = 1) -> None:
         if split == "test":
             raise ConfigError("the eval gate never scores the test split (it is held out from learning); use dev")
-        self.suites, self.split = list(suites), split
+        self.suites, self.split, self.serving_cfg = list(suites), split, serving_cfg
+        self.concurrency = concurrency
         self.tasks_per_suite, self.margin, self.tolerance = tasks_per_suite, margin, tolerance
 
     def tasks(self, suite: str) -> list[Any]:
@@ -106,10 +107,11 @@ class EvalGate:
         from blacksoil.agentscore import api
 
         out = {}
-        with serving(adapter) as gw:
+        with serving(adapter, self.serving_cfg) as gw:
             agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
             for suite in self.suites:
-                eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode)
+                eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode,
+                                    concurrency=self.concurrency)
                 out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps), sum(e.reward for e in eps))
         return out
 
@@ -120,11 +122,14 @@ class EvalGate:
 
 
 @contextlib.contextmanager
-def serving(adapter: AdapterVersion | None) -> Iterator[Any]:
-    """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users)."""
+def serving(adapter: AdapterVersion | None, cfg: Any = None) -> Iterator[Any]:
+    """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users).
+
+    `cfg` is a ServingConfig (None = the settings' own).
+    """
     from blacksoil.serving.launch import gateway
 
-    with gateway(replicas=1, sink=_NullSink()) as gw:
+    with gateway(replicas=1, sink=_NullSink(), serving=cfg) as gw:
         if adapter is not None:
             old = [r.name for r in gw.pool.info()]
             green = gw.pool.start_replica(adapter)

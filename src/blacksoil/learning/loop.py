@@ -36,6 +36,14 @@ class LoopOptions:
     steps: int | None = None
     temperature: float = 0.7
     demos: bool = True
+    practice: int = 0
+    """Fresh train instances per template added to the demonstrations (agentscore.practice; never dev/test)."""
+    held_out: tuple[str, ...] = ()
+    """Suites never learned from; the gate also scores them so that no candidate makes them worse."""
+    exclusive_cores: bool = False
+    """Serving and training run one after the other (learn / demo), so each phase may use every core."""
+    concurrency: int = 1
+    """Agent episodes run at once when collecting and scoring (the engine batches their decoding)."""
 
 
 @dataclass
@@ -72,12 +80,15 @@ class Learner:
 
         s = settings()
         self.cfg, self.home, self.gw, self.sink, self.opts = s.learning, s.home, gw, sink, opts
+        if opts.exclusive_cores:
+            self.cfg = self.cfg.model_copy(update={"torch_threads": all_cores()})
         with console.status("preparing the fp32 base model (first run dequantizes the GGUF once)"):
             self.info = ensure_hf_copy(s.home, self.cfg.base_model_path)
             self.tokenizer = load_tokenizer(self.info)
         self.store = AdapterStore(s.home, gw.model)
-        self.gate = EvalGate(opts.suites, tasks_per_suite=opts.gate_tasks, margin=self.cfg.gate_margin,
-                             tolerance=self.cfg.gate_tolerance)
+        self.gate = EvalGate((*opts.suites, *opts.held_out), tasks_per_suite=opts.gate_tasks,
+                             margin=self.cfg.gate_margin, tolerance=self.cfg.gate_tolerance,
+                             serving_cfg=serving_config(opts.exclusive_cores), concurrency=opts.concurrency)
         self.swapper = HotSwapper(gw, canary=self.cfg.swap_canary_fraction > 0,
                                   canary_requests=self.cfg.swap_canary_requests,
                                   max_error_rate=self.cfg.swap_max_error_rate)
@@ -89,7 +100,8 @@ class Learner:
         if opts.demos:
             from blacksoil.learning.demos import demonstrations
 
-            self.experience += demonstrations(self.tokenizer, opts.suites)
+            with console.status("replaying oracle demonstrations of train and practice tasks"):
+                self.experience += demonstrations(self.tokenizer, opts.suites, practice_per_template=opts.practice)
 
     def run_round(self, number: int) -> RoundResult:
         """One full round; the gate decides whether the candidate is swapped in."""
@@ -97,6 +109,8 @@ class Learner:
         attempts = self._collect()
         self.experience += attempts
         samples, loss, steps = self._train(number)
+        if not samples:
+            return self._skip(number, attempts, t0)
         candidate = self.store.publish(self.run_dir(number) / "adapter", self.info,
                                        parent=self.served.version if self.served else None)
         decision = self._gate(candidate)
@@ -116,6 +130,17 @@ class Learner:
         log_round(self.home, result)
         return result
 
+    def _skip(self, number: int, attempts: list[Attempt], t0: float) -> RoundResult:
+        """Nothing to learn from yet (no success and no demonstration): the served version stays."""
+        served = self.served.version if self.served else "base"
+        console.print(f"round {number}: no successful attempt to learn from; {served} keeps serving")
+        dev = {k: v.completion for k, v in (self.baseline or {}).items()}
+        dev["overall"] = overall(self.baseline or {})
+        result = RoundResult(number, len(attempts), sum(a.passed for a in attempts), 0, 0, 0.0, "-",
+                             "skipped: no samples", False, served, dev, time.monotonic() - t0)
+        log_round(self.home, result)
+        return result
+
     def run_dir(self, number: int) -> Path:
         return self.home / "learning" / "runs" / f"{self.gw.model}-{self.started}" / f"round{number}"
 
@@ -128,7 +153,7 @@ class Learner:
             return collect(self.gw, self.sink, self.opts.suites, attempts=self.opts.attempts,
                            temperature=self.opts.temperature, tasks_per_suite=self.opts.tasks_per_suite,
                            adapter_version=self.served.version if self.served else None,
-                           on_attempt=lambda a: p.advance(bar))
+                           on_attempt=lambda a: p.advance(bar), concurrency=self.opts.concurrency)
 
     def _train(self, number: int) -> tuple[int, float, int]:
         from blacksoil.experience.replay import policy_version_number
@@ -139,7 +164,9 @@ class Learner:
         samples, _ = replay_samples(self.tokenizer, self.experience, draws=max(8, steps * self.cfg.batch_size),
                                     objective=self.cfg.objective,
                                     policy_version=policy_version_number(self.served.version if self.served else None),
-                                    seed=self.cfg.seed + number)
+                                    seed=self.cfg.seed + number, max_len=self.cfg.max_seq_len)
+        if not samples:
+            return 0, 0.0, 0
         init = self.served.safetensors_dir if self.served else None
         trainer = LoraTrainer(self.info, self.cfg, self.run_dir(number) / "train", init_adapter=init)
         with _progress() as p:
@@ -149,7 +176,7 @@ class Learner:
         return len(samples), (res.losses[-1] if res.losses else 0.0), res.steps
 
     def _gate(self, candidate: AdapterVersion) -> GateDecision:
-        n = sum(len(self.gate.tasks(s)) for s in self.opts.suites)
+        n = sum(len(self.gate.tasks(s)) for s in self.gate.suites)
         with _progress() as p:
             if self.baseline is None:
                 bar = p.add_task("eval gate: scoring the served model (dev split)", total=n)
@@ -157,6 +184,19 @@ class Learner:
                 self.initial_dev = overall(self.baseline)
             bar = p.add_task(f"eval gate: scoring {candidate.version} (dev split)", total=n)
             return self.gate.judge(self.baseline, candidate, on_episode=lambda e: p.advance(bar))
+
+
+def all_cores() -> int:
+    """Cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def serving_config(exclusive_cores: bool) -> Any:
+    """The settings' serving config; with exclusive cores (phases never overlap) the engine gets every core."""
+    from blacksoil.config import settings
+
+    cfg = settings().serving
+    return cfg.model_copy(update={"threads": all_cores()}) if exclusive_cores else cfg
 
 
 def rounds_file(home: Path) -> Path:
@@ -194,12 +234,13 @@ def run_learning(rounds: int, opts: LoopOptions) -> list[RoundResult]:
     from blacksoil.serving.launch import gateway
 
     sink = CaptureSink()
-    with gateway(sink=sink) as gw:
+    with gateway(sink=sink, serving=serving_config(opts.exclusive_cores)) as gw:
         learner = Learner(gw, sink, opts)
         return [learner.run_round(r) for r in range(1, rounds + 1)]
 
 
-def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: str) -> dict[str, SuiteScore]:
+def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: str,
+               concurrency: int = 1) -> dict[str, SuiteScore]:
     """Completion on the TEST split through the live gateway (scoring only, never learning)."""
     from blacksoil.agentscore import api
 
@@ -209,40 +250,54 @@ def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: 
             tasks = api.list_tasks(suite, "test")[:test_tasks] if test_tasks else api.list_tasks(suite, "test")
             bar = p.add_task(f"{label}: {suite} test split", total=len(tasks))
             agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
-            eps = api.run_tasks(agent, tasks, on_episode=lambda e, b=bar: p.advance(b))  # type: ignore[misc]
+            eps = api.run_tasks(agent, tasks, on_episode=lambda e, b=bar: p.advance(b),  # type: ignore[misc]
+                                concurrency=concurrency)
             out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
     return out
 
 
-def run_demo(rounds: int, opts: LoopOptions, *, test_tasks: int | None = None,
-             suites: tuple[str, ...] = ("manufacturing", "tools-basic")) -> dict[str, Any]:
-    """The closed loop: baseline on the test splits → `rounds` learning rounds → test again → table + plot."""
+def run_demo(rounds: int, opts: LoopOptions, *, test_tasks: int | None = None) -> dict[str, Any]:
+    """The closed loop: baseline on the test splits → `rounds` learning rounds → test again → table + plot.
+
+    The learned suites are `opts.suites`; `opts.held_out` suites are scored too (never learned from), so a
+    regression of general tool calling shows in the same table.
+    """
     from blacksoil import benchlog
     from blacksoil.serving.launch import gateway
 
     t0 = time.monotonic()
     sink = CaptureSink()
-    with gateway(sink=sink) as gw:
-        before = score_test(gw, suites, test_tasks, "baseline")
+    scored = (*opts.suites, *opts.held_out)
+    with gateway(sink=sink, serving=serving_config(opts.exclusive_cores)) as gw:
+        before = score_test(gw, scored, test_tasks, "baseline", opts.concurrency)
         learner = Learner(gw, sink, opts)
         results = [learner.run_round(r) for r in range(1, rounds + 1)]
-        after = score_test(gw, suites, test_tasks, f"after {rounds} rounds")
+        after = score_test(gw, scored, test_tasks, f"after {rounds} rounds", opts.concurrency)
         served = learner.served.version if learner.served else "base"
-    image = _plot(before, after, results, learner.initial_dev)
-    rows = [[s, f"{before[s].passed}/{before[s].episodes}", f"{after[s].passed}/{after[s].episodes}",
-             round(100 * (after[s].completion - before[s].completion), 1)] for s in suites]
-    rows.append(["overall", round(overall(before), 3), round(overall(after), 3),
-                 round(100 * (overall(after) - overall(before)), 1)])
+    learned_before = {s: before[s] for s in opts.suites}
+    learned_after = {s: after[s] for s in opts.suites}
+    image = _plot(learned_before, learned_after, results, learner.initial_dev)
+    rows = [[s + (" (held out)" if s in opts.held_out else ""), f"{before[s].passed}/{before[s].episodes}",
+             f"{after[s].passed}/{after[s].episodes}", round(100 * (after[s].completion - before[s].completion), 1)]
+            for s in scored]
+    rows.append(["overall (learned suites)", round(overall(learned_before), 3), round(overall(learned_after), 3),
+                 round(100 * (overall(learned_after) - overall(learned_before)), 1)])
     result = {"rounds": rounds, "served_version": served, "minutes": round((time.monotonic() - t0) / 60, 1),
-              "test_completion_before": round(overall(before), 4), "test_completion_after": round(overall(after), 4),
-              "gain_pp": round(100 * (overall(after) - overall(before)), 1),
+              "test_completion_before": round(overall(learned_before), 4),
+              "test_completion_after": round(overall(learned_after), 4),
+              "gain_pp": round(100 * (overall(learned_after) - overall(learned_before)), 1),
+              "held_out": {s: {"before": round(before[s].completion, 4), "after": round(after[s].completion, 4)}
+                           for s in opts.held_out},
               "per_round": [{"round": r.round, "candidate": r.candidate, "promoted": r.promoted, "served": r.served,
-                             "dev_overall": round(r.dev.get("overall", 0.0), 4), "loss": round(r.loss, 4)}
+                             "dev_overall": round(r.dev.get("overall", 0.0), 4), "loss": round(r.loss, 4),
+                             "samples": r.samples, "steps": r.steps, "seconds": round(r.seconds, 1)}
                             for r in results]}
     benchlog.report("Closed-loop learning demo (test split before/after)",
                     ["suite", "before", "after", "gain (pp)"], rows, result,
                     notes="Baseline and final scores on the TEST splits (never trained on); rounds learn from "
-                          "train-split attempts (plus oracle demonstrations of train tasks) and are gated on dev.",
+                          "train-split attempts plus oracle demonstrations of train and practice tasks (fresh "
+                          "instances of the train templates, never a dev/test task) and are gated on dev, "
+                          "held-out suites included.",
                     images=[image])
     return result
 

@@ -30,6 +30,8 @@ class TrainSample:
     """Attempts at the same task share a group (for group-relative advantages)."""
     advantage: float = 1.0
     """Coefficient of the log-likelihood term: 1 for SFT, reward minus group mean (normalised) for GRPO."""
+    trajectory: str | None = None
+    """Session of the attempt this call belongs to: its calls train together (they share prompt prefixes)."""
 
     def __post_init__(self) -> None:
         if not self.completion_ids:

@@ -21,7 +21,8 @@ from blacksoil.learning.basemodel import BaseModelInfo, load_model
 from blacksoil.learning.checkpoint import Checkpointer
 from blacksoil.learning.config import LearningConfig
 from blacksoil.learning.objectives import weighted_loss
-from blacksoil.learning.samples import TrainSample, collate
+from blacksoil.learning.packing import collate_packed
+from blacksoil.learning.samples import TrainSample
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -76,8 +77,15 @@ class LoraTrainer:
                 raise ConfigError(f"{str(init_adapter)!r} is not a peft adapter folder (no adapter_config.json)")
             self.model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
         else:
+            n_layers = int(base.config.num_hidden_layers)
+            if cfg.lora_layers > n_layers:
+                raise ConfigError(f"lora_layers={cfg.lora_layers} but the model has {n_layers} layers; "
+                                  f"use 0 (all) or at most {n_layers}")
+            # LoRA on the top layers only: backward then stops there (nothing below needs a gradient).
+            layers = list(range(n_layers - cfg.lora_layers, n_layers)) if cfg.lora_layers else None
             lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                              target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM")
+                              target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
+                              layers_to_transform=layers)
             self.model = get_peft_model(base, lcfg)
         self.model.train()
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
@@ -118,16 +126,28 @@ class LoraTrainer:
         self.step = int(state["step"])
         return self.step
 
-    def batch_indices(self, n: int, step: int) -> list[int]:
-        """This rank's sample indices for `step`: a seeded permutation per epoch, so resume replays the same data."""
-        b = self.cfg.batch_size
+    def batch_indices(self, samples: Sequence[TrainSample], step: int) -> list[int]:
+        """This rank's sample indices for `step`.
+
+        Each epoch is a seeded permutation of trajectories (a trajectory's calls stay together so they pack into
+        one row); resume therefore replays the same data. Ranks take contiguous slices of the step's samples.
+        """
+        units: dict[Any, list[int]] = {}
+        for i, s in enumerate(samples):
+            units.setdefault(s.trajectory if s.trajectory is not None else ("sample", i), []).append(i)
+        groups = list(units.values())
+        n, b = len(samples), self.cfg.batch_size
         out = []
+        epoch_order: dict[int, list[int]] = {}
         for j in range(step * b, (step + 1) * b):
             epoch, pos = divmod(j, n)
-            perm = list(range(n))
-            random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(perm)
-            out.append(perm[pos])
-        return out[self.rank :: self.world_size]
+            if epoch not in epoch_order:
+                perm = list(range(len(groups)))
+                random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(perm)
+                epoch_order[epoch] = [i for g in perm for i in groups[g]]
+            out.append(epoch_order[epoch][pos])
+        per_rank = b // self.world_size
+        return out[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def train(self, samples: Sequence[TrainSample], total_steps: int,
               on_step: StepCallback | None = None) -> TrainResult:
@@ -139,8 +159,8 @@ class LoraTrainer:
         started = time.monotonic()
         result = TrainResult(steps=0, resumed_from=self.resume())
         while self.step < total_steps:
-            picked = [samples[i] for i in self.batch_indices(len(samples), self.step)]
-            batch = collate(picked, self.cfg.max_seq_len, self.pad_id)
+            picked = [samples[i] for i in self.batch_indices(samples, self.step)]
+            batch = collate_packed(picked, self.cfg.max_seq_len, self.pad_id)
             loss, stats = weighted_loss(self.forward, batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
