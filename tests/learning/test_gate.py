@@ -55,20 +55,23 @@ def short_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, short_agent: None) -> None:
-    """Real scoring of base and candidate on a dev task through private gateways (the candidate's replica really
-    serves the damaged adapter, or `serving` raises). The 135M base model completes no dev task (measured), so
-    the real run shows a rejection for lack of gain; rejection for regression is covered by the rule tests."""
+    """Real scoring of base and candidate on held-out dev tasks through private gateways (the candidate's replica
+    really serves the damaged adapter, or `serving` raises). The base model completes these two tools-general dev
+    tasks (measured: reminder and booking, greedy decoding), so the damaged candidate is rejected for a real
+    regression of the held-out suite, with the numbers in the verdict."""
     from blacksoil.config import settings
 
     info = info_from_gguf()
     store = AdapterStore(settings().home, "smollm2-135m-instruct")
     damaged = store.publish(write_random_peft(tmp_path / "bad", info, b_std=0.5, seed=7), info)
-    gate = EvalGate(["manufacturing"], tasks_per_suite=None, margin=0.0, tolerance=0.02)
-    gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id == "mfg-open-inspection-4"]  # type: ignore
+    gate = EvalGate(["tools-general"], tasks_per_suite=None, margin=0.0, tolerance=0.02)
+    picked = {"tg-reminder-1", "tg-booking-2"}
+    gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id in picked]  # type: ignore
     baseline = gate.score(None)
-    assert baseline["manufacturing"].episodes == 1
+    assert baseline["tools-general"].episodes == 2
+    assert baseline["tools-general"].passed >= 1, "the base model no longer completes these dev tasks: pick others"
     decision = gate.judge(baseline, damaged)
-    assert not decision.promote and "rejected" in decision.reason and "manufacturing" in decision.reason
-    assert decision.candidate["manufacturing"].episodes == 1
-    assert decision.candidate["manufacturing"].completion <= baseline["manufacturing"].completion
+    assert not decision.promote
+    assert "rejected: tools-general regressed" in decision.reason, decision.reason
+    assert decision.candidate["tools-general"].completion < baseline["tools-general"].completion
     assert "partial credit" in decision.reason  # the numbers are in the verdict
