@@ -241,7 +241,7 @@ def learning_round(platform: Any, monkeypatch_module: pytest.MonkeyPatch) -> Any
     from blacksoil.learning.loop import Learner, LoopOptions
 
     for key, value in {"BLACKSOIL_AGENTS__API_KEY": KEY_PLANT, "BLACKSOIL_LEARNING__BATCH_SIZE": "1",
-                       "BLACKSOIL_LEARNING__MAX_SEQ_LEN": "128", "BLACKSOIL_AGENTSCORE__STEP_BUDGET": "2"}.items():
+                       "BLACKSOIL_LEARNING__MAX_SEQ_LEN": "512", "BLACKSOIL_AGENTSCORE__STEP_BUDGET": "2"}.items():
         monkeypatch_module.setenv(key, value)
     settings.cache_clear()
     learner = Learner(platform, platform.sink, LoopOptions(suites=("tools-basic",), attempts=1, tasks_per_suite=1,
