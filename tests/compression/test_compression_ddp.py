@@ -107,6 +107,9 @@ def _worker(rank: int, port: int, out: str) -> None:
     seen["allreduce_payload"] = 4 * n * STEPS
     if rank == 0:
         Path(out).write_text(json.dumps(seen))
+    # Both ranks finish every collective before either tears gloo down: a peer closing its pairs mid-operation
+    # aborts the other process ("terminate called without an active exception", seen once under load).
+    dist.barrier()
     dist.destroy_process_group()
 
 

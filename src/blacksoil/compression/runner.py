@@ -163,5 +163,6 @@ def worker(rank: int, world: int, port: int, spec: RunSpec, out: str, queue: Any
                 results.append(asdict(train_one(rank, wl_name, method, spec, progress)))
         if rank == 0:
             Path(out).write_text(json.dumps(results))
+        dist.barrier()  # no rank tears gloo down while a peer is still in a collective
     finally:
         dist.destroy_process_group()
