@@ -122,20 +122,24 @@ class Learner:
         else:
             self.store.set_status(candidate.version, "rejected", decision.metrics())
         console.print(f"round {number}: {candidate.version} {decision.reason}")
-        dev = {k: v.completion for k, v in (self.baseline or {}).items()}
-        dev["overall"] = overall(self.baseline or {})
+        dev = self._served_dev()
         result = RoundResult(number, len(attempts), sum(a.passed for a in attempts), samples, steps, loss,
                              candidate.version, decision.reason, decision.promote,
                              self.served.version if self.served else "base", dev, time.monotonic() - t0)
         log_round(self.home, result)
         return result
 
+    def _served_dev(self) -> dict[str, float]:
+        """Dev completion of the served version per gate suite, plus "overall" (empty before the first gate)."""
+        dev = {k: v.completion for k, v in (self.baseline or {}).items()}
+        dev["overall"] = overall(self.baseline or {})
+        return dev
+
     def _skip(self, number: int, attempts: list[Attempt], t0: float) -> RoundResult:
         """Nothing to learn from yet (no success and no demonstration): the served version stays."""
         served = self.served.version if self.served else "base"
         console.print(f"round {number}: no successful attempt to learn from; {served} keeps serving")
-        dev = {k: v.completion for k, v in (self.baseline or {}).items()}
-        dev["overall"] = overall(self.baseline or {})
+        dev = self._served_dev()
         result = RoundResult(number, len(attempts), sum(a.passed for a in attempts), 0, 0, 0.0, "-",
                              "skipped: no samples", False, served, dev, time.monotonic() - t0)
         log_round(self.home, result)
