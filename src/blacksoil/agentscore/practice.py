@@ -24,7 +24,7 @@ PRACTICE_OFFSET = 1000
 def _manufacturing(n: int) -> tuple[str, list[dict[str, Any]]]:
     from blacksoil.factories.manufacturing.tasks.generate import manufacturing_tasks
 
-    return "manufacturing", manufacturing_tasks(n, first_seed=PRACTICE_OFFSET, seeds=60 * max(1, n),
+    return "manufacturing", manufacturing_tasks(n, first_seed=PRACTICE_OFFSET, seeds=60 * n,
                                                 split=lambda i: "train", id_prefix="practice-mfg")
 
 

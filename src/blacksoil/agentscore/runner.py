@@ -132,21 +132,16 @@ def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
     if concurrency < 1:
         raise ConfigError(f"concurrency={concurrency} must be at least 1")
     jobs = [(task, trial) for task in tasks for trial in range(k)]
-    if concurrency == 1:
-        out = []
-        for task, trial in jobs:
-            ep = run_episode(agent, task, trial)
-            out.append(ep)
-            if on_episode:
-                on_episode(ep)
-        return out
-    from concurrent.futures import ThreadPoolExecutor
 
     def one(job: tuple[Task, int]) -> Episode:
         ep = run_episode(agent, *job)
         if on_episode:
             on_episode(ep)
         return ep
+
+    if concurrency == 1:  # in the caller's thread: no pool for the common sequential case
+        return [one(job) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="agentscore") as pool:
         return list(pool.map(one, jobs))
