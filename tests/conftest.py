@@ -1,15 +1,27 @@
-"""Shared test fixtures: an isolated BLACKSOIL_HOME per test session.
+"""Shared test setup: the machine's system packages, and an isolated BLACKSOIL_HOME per test session.
 
-Pillar-specific fixtures (engine, store, PostgreSQL) live in tests/<pillar>/conftest.py.
+Pillar-specific fixtures (engine, store, PostgreSQL) live in tests/<pillar>/conftest.py. No test installs
+anything itself: `tools/system-deps.sh` (also `make system-deps`) is the one place that does, and it runs here
+before any test, so any subset of the suite works on a fresh machine.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+SYSTEM_DEPS = Path(__file__).resolve().parents[1] / "tools" / "system-deps.sh"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Provision bubblewrap, PostgreSQL and Chromium before any test runs (a no-op when all are there)."""
+    res = subprocess.run(["bash", str(SYSTEM_DEPS)], capture_output=True, text=True, timeout=1800)
+    if res.returncode != 0:
+        raise pytest.UsageError((res.stderr or res.stdout).strip() or f"{SYSTEM_DEPS} failed ({res.returncode})")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,6 +1,8 @@
-"""Shared output of every benchmark: a readable table, an entry in docs/benchmarks.md, a final JSON line.
+"""Shared output of every benchmark: a readable table, a markdown entry with its plots, a final JSON line.
 
-Benchmarks call `report(...)` once at the end so every pillar records results the same way.
+Benchmarks call `report(...)` once at the end so every pillar records results the same way. Where the entry and
+plots go is a `Destination`: by default `$BLACKSOIL_HOME/results/` (using the product leaves the checkout clean);
+`--write-doc` records them in the checkout's docs/benchmarks.md and docs/img/ on purpose.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,34 @@ def machine_description() -> str:
     except (OSError, ValueError, IndexError):
         pass
     return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, {platform.system()} {platform.machine()}"
+
+
+WRITE_DOC_HELP = ("Record the result in the checkout's docs/benchmarks.md (plots in docs/img) instead of "
+                  "$BLACKSOIL_HOME/results/.")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a run's markdown entry goes; its plots go to `img/` beside it and are linked relatively."""
+
+    doc: Path
+    """The markdown file entries are appended to."""
+
+    @property
+    def img(self) -> Path:
+        """The folder plots are written to."""
+        return self.doc.parent / "img"
+
+    def image(self, name: str) -> tuple[Path, str]:
+        """Where to write plot `name` (a file name), and the link to it from the markdown file."""
+        return self.img / name, f"img/{name}"
+
+
+def destination(home: Path, write_doc: bool = False) -> Destination:
+    """The checkout's docs/ when recording on purpose, else `home/results/` (results never dirty the checkout)."""
+    if write_doc:
+        return Destination(docs_path())
+    return Destination(home / "results" / "benchmarks.md")
 
 
 def docs_path() -> Path:
@@ -85,9 +116,9 @@ def report(
     command: str | None = None,
     notes: str = "",
     images: Sequence[str] = (),
-    write_doc: bool = True,
+    dest: Destination,
 ) -> None:
-    """Print the table, append an entry to docs/benchmarks.md, then print the JSON line last."""
+    """Print the table, append an entry to `dest` (images are links relative to it), then the JSON line last."""
     console = Console()
     table = Table(title=title)
     for h in headers:
@@ -96,25 +127,24 @@ def report(
         table.add_row(*(_cell(c) for c in r))
     console.print(table)
     cmd = command or "blacksoil " + " ".join(sys.argv[1:])
-    if write_doc:
-        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        entry = [
-            f"\n## {title}\n",
-            f"- command: `{cmd}`",
-            f"- machine: {machine_description()}",
-            f"- date: {now}, commit {_git_rev()}",
-            "",
-            markdown_table(headers, rows),
-            "",
-        ]
-        if notes:
-            entry += [notes, ""]
-        entry += [f"![{Path(i).stem}]({i})" for i in images]
-        entry += ["", "```json", json.dumps(result, sort_keys=True), "```", ""]
-        path = docs_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write("\n".join(entry))
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    entry = [
+        f"\n## {title}\n",
+        f"- command: `{cmd}`",
+        f"- machine: {machine_description()}",
+        f"- date: {now}, commit {_git_rev()}",
+        "",
+        markdown_table(headers, rows),
+        "",
+    ]
+    if notes:
+        entry += [notes, ""]
+    entry += [f"![{Path(i).stem}]({i})" for i in images]
+    entry += ["", "```json", json.dumps(result, sort_keys=True), "```", ""]
+    dest.doc.parent.mkdir(parents=True, exist_ok=True)
+    with dest.doc.open("a") as f:
+        f.write("\n".join(entry))
+    console.print(f"[dim]recorded in {dest.doc}[/dim]")
     # The JSON line must be the very last line of output.
     sys.stdout.flush()
     print(json.dumps(result, sort_keys=True), flush=True)

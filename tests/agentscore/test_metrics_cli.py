@@ -47,7 +47,7 @@ def test_score_oracle_prints_completion_one_and_writes_report(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     doc = tmp_path / "docs" / "benchmarks.md"
     monkeypatch.setenv("BLACKSOIL_BENCH_DOC", str(doc))
-    res = CliRunner().invoke(app, ["score", "--agent", "oracle", "--suite", "manufacturing"])
+    res = CliRunner().invoke(app, ["score", "--agent", "oracle", "--suite", "manufacturing", "--write-doc"])
     assert res.exit_code == 0, res.output
     last = json.loads(res.output.strip().splitlines()[-1])
     assert last["completion_rate"] == 1.0 and last["suite"] == "manufacturing" and last["split"] == "test"
@@ -65,7 +65,7 @@ def test_score_oracle_prints_completion_one_and_writes_report(tmp_path: Path,
 
 @pytest.mark.parametrize("suite", ["manufacturing", "tools-basic", "jobshop-quality"])
 def test_score_null_is_near_zero_on_every_suite(suite: str) -> None:
-    res = CliRunner().invoke(app, ["score", "--agent", "null", "--suite", suite, "--split", "dev", "--no-doc"])
+    res = CliRunner().invoke(app, ["score", "--agent", "null", "--suite", suite, "--split", "dev"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.strip().splitlines()[-1])["completion_rate"] <= 0.05
 
@@ -78,7 +78,7 @@ def test_bad_suite_is_one_clear_line() -> None:
 
 
 def test_bench_factory_quick_reports_rmse_and_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    res = CliRunner().invoke(app, ["bench", "factory", "--quick", "--no-doc"])
+    res = CliRunner().invoke(app, ["bench", "factory", "--quick"])
     assert res.exit_code == 0, res.output
     last = json.loads(res.output.strip().splitlines()[-1])
     assert 10 < last["rul_rmse_cycles"] < 25

@@ -53,7 +53,7 @@ def test_summary_compares_at_the_loss_both_reach() -> None:
 def test_quick_benchmark_prints_the_json_line(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "blacksoil.cli", "bench", "compression", "--quick", "--lm-steps", "6",
-        "--digits-steps", "12", "--no-write-doc", "--plot-path", str(tmp_path / "p.png"),
+        "--digits-steps", "12", "--plot-path", str(tmp_path / "p.png"),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
     line = json.loads(out.strip().splitlines()[-1])

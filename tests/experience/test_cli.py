@@ -41,7 +41,7 @@ def test_bench_replay_prints_json_last(tmp_path: Path, monkeypatch: pytest.Monke
     doc = tmp_path / "bench.md"
     monkeypatch.setenv("BLACKSOIL_BENCH_DOC", str(doc))
     r = CliRunner().invoke(app, ["bench", "replay", "--items", "20000", "--seconds", "0.3", "--inserts", "200",
-                                 "--no-postgres"])
+                                 "--no-postgres", "--write-doc"])
     assert r.exit_code == 0, r.output
     result = json.loads(r.output.strip().splitlines()[-1])
     assert result["replay_items"] == 20000 and result["samples_per_s"] > 1000

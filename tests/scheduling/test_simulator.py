@@ -55,7 +55,7 @@ def test_cli_prints_the_json_line_last(tmp_path, monkeypatch) -> None:  # type: 
     from blacksoil.cli import app
 
     monkeypatch.setenv("BLACKSOIL_BENCH_DOC", str(tmp_path / "benchmarks.md"))
-    res = CliRunner().invoke(app, ["sim", "--accelerators", "256", "--hours", "1"])
+    res = CliRunner().invoke(app, ["sim", "--accelerators", "256", "--hours", "1", "--write-doc"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
     assert set(out["unified"]) == {"slo_attainment", "goodput_acc_hours", "lost_work_frac", "utilization",

@@ -1,13 +1,11 @@
 """Fixtures of the security tests: a fresh audit store per test, the shipped policy engine, the sandbox.
 
-The sandbox needs bubblewrap; when it is missing and we are root, the session installs it from apt.
+The sandbox needs bubblewrap; tools/system-deps.sh (run by tests/conftest.py) provides it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,16 +35,8 @@ def guard(engine: PolicyEngine, audit: AuditLog) -> Guard:
 
 @pytest.fixture(scope="session")
 def bwrap() -> str:
-    """Path of bubblewrap, installed from apt on a fresh machine where we may (root, apt-get present)."""
+    """Path of bubblewrap (provisioned by tools/system-deps.sh before the session)."""
     found = shutil.which("bwrap")
-    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "install", "-y", "-q", "bubblewrap"], ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "bubblewrap"]):
-            subprocess.run(cmd, capture_output=True, timeout=300, env=env)
-            found = shutil.which("bwrap")
-            if found:
-                break
     if found is None:
         pytest.fail("bubblewrap is missing: run `sudo apt-get install -y bubblewrap` (the sandbox needs it)")
     return found

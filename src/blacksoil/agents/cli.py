@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 if TYPE_CHECKING:
     from blacksoil.agents.loop import RunResult
 
@@ -143,7 +145,8 @@ def _decide(run_id: str, call_id: str, approve: bool, by: str | None, note: str,
     from blacksoil.agents.launcher import decide_call, open_runtime
 
     team = _team_of(run_id)
-    root = decide_call(team, run_id, call_id, approve=approve, by=by or getpass.getuser(), note=note)
+    # Only a missing --by means the OS user; `--by ""` is an error, not a silent default.
+    root = decide_call(team, run_id, call_id, approve=approve, by=getpass.getuser() if by is None else by, note=note)
     if not resume:
         print(json.dumps({"run_id": run_id, "call_id": call_id, "approved": approve}))
         return
@@ -185,12 +188,14 @@ def bench_agents(
     spec: str = typer.Option("examples/agents/maintenance.yaml", "--spec", help="Agent spec to measure."),
     tries: int = typer.Option(20, "--tries", min=1, help="How many runs (each on a fresh plant)."),
     base_url: str | None = _BASE_URL,
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
     """Run manufacturing maintenance tasks through the gateway and count the runs a checker confirms."""
     from pathlib import Path
 
     from blacksoil.agents.bench import run_bench
-    from blacksoil.benchlog import report
+    from blacksoil.benchlog import destination, report
+    from blacksoil.config import settings
 
     res = run_bench(Path(spec), tries, base_url)
     rows = [[r["task"], r["status"], r["reason"], r["steps"], r["wall_s"], "yes" if r["success"] else "no",
@@ -202,6 +207,7 @@ def bench_agents(
         res,
         notes="Success = the run completed and the plant holds a maintenance order with the asked machine, kind and "
         "priority. Default model (SmolLM2-135M Q4_1) through the embedded gateway, constrained tool calls.",
+        dest=destination(settings().home, write_doc),
     )
 
 

@@ -1,6 +1,6 @@
 """Tools an agent can call: typed Python functions become JSON-schema tools with safety flags.
 
-Parameters without defaults are required (the gateway's constrained decoding needs `required`, see DESIGN.md).
+Parameters without defaults are required (the gateway's constrained decoding needs `required`, see docs/design.md).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
 from blacksoil.errors import ConfigError
 
 
@@ -42,9 +43,9 @@ def score(
     step_budget: int = typer.Option(0, help="Model calls per task for the llm/runtime agent (0 = settings)."),
     approvals: str = typer.Option(None, help="runtime agent: calls needing a human stay pending (none) or are "
                                              "approved by a stand-in (auto); default agentscore.runtime_approvals."),
-    doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md (with plots under docs/img)."),
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
-    """Score an agent on an AgentScore suite: table, HTML report, docs/benchmarks.md entry, one JSON line."""
+    """Score an agent on an AgentScore suite: table, HTML report, a recorded entry with plots, one JSON line."""
     from rich.progress import Progress
 
     from blacksoil import benchlog
@@ -71,15 +72,14 @@ def score(
     run_path = report.save_run(run)
     html = report.write_html(run)
     images: list[str] = []
-    if doc:
-        img_dir = benchlog.docs_path().parent / "img"
-        img_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("categories", "pareto"):
-            # The runtime agent's plots get their own names so the llm baseline entry's plots stay what they were.
-            tag = f"{suite}_{agent}" if agent == "runtime" else suite
-            target = img_dir / f"agentscore_{tag}_{name}.png"
-            shutil.copyfile(html.parent / f"{name}.png", target)
-            images.append(f"img/{target.name}")
+    dest = benchlog.destination(settings().home, write_doc)
+    dest.img.mkdir(parents=True, exist_ok=True)
+    for name in ("categories", "pareto"):
+        # The runtime agent's plots get their own names so the llm baseline entry's plots stay what they were.
+        tag = f"{suite}_{agent}" if agent == "runtime" else suite
+        target, link = dest.image(f"agentscore_{tag}_{name}.png")
+        shutil.copyfile(html.parent / f"{name}.png", target)
+        images.append(link)
     rows = [[key, v] for key, v in summary.items() if key != "completion_by_category"]
     rows += [[f"completion: {c}", v] for c, v in summary["completion_by_category"].items()]
     keys = ("tasks", "completion_rate", "pass_k", "latency_p50_s", "latency_p95_s", "tokens_per_task",
@@ -90,16 +90,17 @@ def score(
              "llm, oracle and null agents bypass the policies and report 0). "
              "Timings on a shared 2-core machine are inflated by other load.")
     benchlog.report(f"AgentScore {suite}/{split} — {agent} {model_name or ''}".strip(), ["metric", "value"], rows,
-                    result, notes=notes, images=images, write_doc=doc)
+                    result, notes=notes, images=images, dest=dest)
 
 
 def bench_factory(
     quick: bool = typer.Option(False, help="Three small instances, 1 s limits (for tests)."),
     time_limit: float = typer.Option(10.0, help="CP-SAT time limit per instance (seconds)."),
-    doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
     """Factory benchmark: RUL RMSE on C-MAPSS FD001 test and CP-SAT makespan ÷ best known on classic instances."""
     from blacksoil import benchlog
+    from blacksoil.config import settings
     from blacksoil.factories.manufacturing import bench
 
     if time_limit <= 0:
@@ -110,7 +111,8 @@ def bench_factory(
              "RUL: HistGradientBoosting on rolling features, target capped at 125, evaluated at each test "
              "engine's last cycle against RUL_FD001.")
     benchlog.report("Factory: RUL (C-MAPSS FD001) and job shop (CP-SAT)", ["item", "value", "reference / detail"],
-                    out["rows"], out["result"], notes=notes, write_doc=doc)
+                    out["rows"], out["result"], notes=notes,
+                    dest=benchlog.destination(settings().home, write_doc))
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

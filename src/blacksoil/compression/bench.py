@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blacksoil.benchlog import Destination
 from blacksoil.compression.config import CompressionConfig
 from blacksoil.compression.runner import METHODS, RunSpec, free_port, worker
 from blacksoil.errors import InternalError
@@ -161,10 +162,10 @@ NOTES = (
 
 
 def report_results(
-    results: list[dict[str, Any]], plan: BenchPlan, *, quick: bool, image: str, write_doc: bool,
+    results: list[dict[str, Any]], plan: BenchPlan, *, quick: bool, image: str, dest: Destination,
     command: str | None = None, where: str = "",
 ) -> dict[str, Any]:
-    """Table, docs/benchmarks.md entry and the final JSON line, through blacksoil.benchlog.report."""
+    """Table, the recorded entry (`dest`) and the final JSON line, through blacksoil.benchlog.report."""
     from blacksoil.benchlog import report
 
     summary = summarize(results)
@@ -176,7 +177,7 @@ def report_results(
     ) + (f"\n\n{where}" if where else "")
     report(
         "Gradient compression (2 gloo ranks)" + (" — quick" if quick else ""),
-        HEADERS, table_rows(results), summary, command=command, notes=notes, images=[image], write_doc=write_doc,
+        HEADERS, table_rows(results), summary, command=command, notes=notes, images=[image], dest=dest,
     )
     return summary
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
@@ -19,9 +21,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         lm_steps: int = typer.Option(0, help="Override the tiny-LM step count (0: the mode's default)."),
         digits_steps: int = typer.Option(0, help="Override the digits-MLP step count (0: the mode's default)."),
         plot_path: Path | None = typer.Option(
-            None, help="Where to write the loss-curve plot (default docs/img/compression_loss[_quick].png)."
+            None, help="Where to write the loss-curve plot (default: img/compression_loss[_quick].png beside the "
+            "recorded result)."
         ),
-        write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+        write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
     ) -> None:
         """Compare gradient-compression DDP hooks (fp32, fp16, PowerSGD r1/r2, top-k+EF, ours) on 2 gloo ranks."""
         from blacksoil.compression import bench as b
@@ -35,10 +38,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             plan.steps["tiny_lm"] = lm_steps
         if digits_steps:
             plan.steps["digits_mlp"] = digits_steps
+        from blacksoil.benchlog import destination
+
+        dest = destination(settings().home, write_doc)
         if plot_path is None:
-            plot_path = Path("docs/img") / ("compression_loss_quick.png" if quick else "compression_loss.png")
+            plot_path, image = dest.image("compression_loss_quick.png" if quick else "compression_loss.png")
+        else:
+            image = str(plot_path.resolve())
         results = b.run_all(plan)
         b.plot(results, plot_path)
-        # benchmarks.md lives in docs/: link the image relative to it when it is there.
-        image = str(plot_path.relative_to("docs")) if plot_path.parts[:1] == ("docs",) else str(plot_path)
-        b.report_results(results, plan, quick=quick, image=image, write_doc=write_doc)
+        b.report_results(results, plan, quick=quick, image=image, dest=dest)

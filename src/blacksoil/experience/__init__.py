@@ -1,4 +1,4 @@
 """The experience pillar of blacksoil.
 
-See DESIGN.md for what it owns and how it meets the other pillars.
+See docs/design.md for what it owns and how it meets the other pillars.
 """

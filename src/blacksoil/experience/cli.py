@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 if TYPE_CHECKING:
     from blacksoil.experience.store import ExperienceStore
 
@@ -115,25 +117,27 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         inserts: int = typer.Option(5000, help="Events inserted into each store."),
         pg_url: str | None = typer.Option(None, help="PostgreSQL URL (default: start a throwaway cluster)."),
         no_postgres: bool = typer.Option(False, help="Skip PostgreSQL."),
+        write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
     ) -> None:
         """Replay sampling throughput at 1M items and store insert throughput (SQLite, PostgreSQL)."""
-        from blacksoil.benchlog import report
+        from blacksoil.benchlog import destination, report
+        from blacksoil.config import settings
         from blacksoil.errors import ConfigError
         from blacksoil.experience.bench import run
 
         if items < batch or batch < 1 or seconds <= 0 or inserts < 100:
             raise ConfigError(f"need items >= batch >= 1, seconds > 0, inserts >= 100 (got items={items}, "
                               f"batch={batch}, seconds={seconds}, inserts={inserts})")
-        from blacksoil.benchlog import docs_path
         from blacksoil.experience.bench import plot_sweep, sampling_sweep
 
         res = run(items, batch, seconds, inserts, pg_url, start_pg=not no_postgres)
         sweep = sampling_sweep(items, batch, seconds / 2)
-        image = "img/replay_sampling.png"
-        plot_sweep(sweep, docs_path().parent / image)
+        dest = destination(settings().home, write_doc)
+        path, image = dest.image("replay_sampling.png")
+        plot_sweep(sweep, path)
         rows = [[k, v if v is not None else "n/a"] for k, v in res.items()]
         rows += [[f"samples_per_s at {n:,} items (sweep)", r] for n, r in sweep]
-        report("Experience replay and store", ["metric", "value"], rows, res, images=[image],
+        report("Experience replay and store", ["metric", "value"], rows, res, images=[image], dest=dest,
                notes="Inserts: already-anonymized events (200 prompt + 50 completion token ids), 100 per "
                      "transaction; `acked_*` = one commit per event (the StoreSink path). Target: "
                      "samples_per_s ≥ 50,000 at 1M items.")

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster on 127.0.0.1 for tests and `blacksoil bench replay`.
 
-Uses Debian's binaries (installing them with apt when root and allowed), runs as the `postgres` user under root.
+Uses the installed server binaries (Debian's `postgresql` package) and never installs them: a missing server is
+a clear error naming the package. Runs as the `postgres` user under root (initdb refuses root).
 """
 
 from __future__ import annotations
@@ -34,25 +35,10 @@ def find_bin_dir() -> Path | None:
     return Path(on_path).resolve().parent if on_path else None
 
 
-def install_postgres() -> Path:
-    """apt-get install postgresql (root only); returns the bin dir."""
-    if os.geteuid() != 0:
-        raise ConfigError("PostgreSQL is not installed and we are not root; run `apt-get install postgresql`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "postgresql"], check=True, env=env,
-                   capture_output=True, timeout=900)
-    found = find_bin_dir()
-    if found is None:
-        raise ConfigError("apt-get installed postgresql but no initdb was found under /usr/lib/postgresql")
-    return found
-
-
 class TempPostgres:
     """Start with `start()`, connect with `url`, stop and delete with `stop()`."""
 
-    def __init__(self, allow_install: bool = True, db: str = "blacksoil") -> None:
-        self.allow_install = allow_install
+    def __init__(self, db: str = "blacksoil") -> None:
         self.db = db
         self.port = 0
         self.dir: Path | None = None
@@ -76,9 +62,8 @@ class TempPostgres:
     def start(self) -> TempPostgres:
         self.bin = find_bin_dir()
         if self.bin is None:
-            if not self.allow_install:
-                raise ConfigError("PostgreSQL binaries not found; install the `postgresql` package")
-            self.bin = install_postgres()
+            raise ConfigError("the PostgreSQL server (initdb) is not installed: run `sudo apt-get install -y "
+                              "postgresql`, or point at a running server with --pg-url")
         self.dir = Path(tempfile.mkdtemp(prefix="blacksoil-pg-"))
         os.chmod(self.dir, 0o755)
         if os.geteuid() == 0:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 adapters_app = typer.Typer(help="Published LoRA adapter versions (immutable).", no_args_is_help=True)
 
 
@@ -61,9 +63,12 @@ def learn(
     concurrency: int = typer.Option(4, min=1, help="Agent episodes at once when collecting and scoring."),
     demo: bool = typer.Option(False, "--demo", help="Closed-loop demo: test-split baseline, rounds, test again."),
     test_tasks: int = typer.Option(None, help="With --demo: test tasks per suite (default: all)."),
+    write_doc: bool = typer.Option(False, "--write-doc", help="With --demo: " + WRITE_DOC_HELP),
 ) -> None:
     """Improve the served model from its own experience, without downtime (see `blacksoil adapters list`)."""
     from blacksoil.agentscore import api
+    from blacksoil.benchlog import destination
+    from blacksoil.config import settings
     from blacksoil.errors import ConfigError
     from blacksoil.learning.loop import LoopOptions, run_demo, run_learning
 
@@ -79,7 +84,7 @@ def learn(
                        steps=steps, temperature=temperature, demos=demos, practice=practice, held_out=kept_out,
                        exclusive_cores=True, concurrency=concurrency)
     if demo:
-        run_demo(rounds, opts, test_tasks=test_tasks)
+        run_demo(rounds, opts, test_tasks=test_tasks, dest=destination(settings().home, write_doc))
     else:
         run_learning(rounds, opts)
 
@@ -88,13 +93,16 @@ def bench_swap(
     sessions: int = typer.Option(4, min=1, help="Concurrent streaming agent sessions."),
     swaps: int = typer.Option(3, min=1, help="Adapter swaps during the load."),
     canary: bool = typer.Option(False, help="Run a canary phase before each cut-over."),
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
     """Hot-swap adapters under continuous load; `failed` must be 0."""
     from blacksoil import benchlog
+    from blacksoil.config import settings
     from blacksoil.learning.bench import run_swap_bench
 
     res = run_swap_bench(sessions=sessions, swaps=swaps, canary=canary)
     keys = ("requests", "failed", "swaps", "swap_visible_s_max", "itl_p99_ms_during_swap", "itl_p99_ms_steady")
     benchlog.report("Hot swap under load", ["metric", "value"], [[k, res[k]] for k in keys], res,
                     notes=f"{sessions} streaming sessions, {swaps} blue/green swaps of random small LoRA adapters "
-                          f"(canary={canary}); served version after the run: {res['served_version']}.")
+                          f"(canary={canary}); served version after the run: {res['served_version']}.",
+                    dest=benchlog.destination(settings().home, write_doc))

@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from blacksoil.benchlog import Destination
 from blacksoil.contracts import AdapterVersion
 from blacksoil.errors import BlacksoilError
 from blacksoil.learning.collect import Attempt, CaptureSink, collect
@@ -260,7 +261,7 @@ def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: 
     return out
 
 
-def run_demo(rounds: int, opts: LoopOptions, *, test_tasks: int | None = None) -> dict[str, Any]:
+def run_demo(rounds: int, opts: LoopOptions, *, dest: Destination, test_tasks: int | None = None) -> dict[str, Any]:
     """The closed loop: baseline on the test splits → `rounds` learning rounds → test again → table + plot.
 
     The learned suites are `opts.suites`; `opts.held_out` suites are scored too (never learned from), so a
@@ -280,7 +281,7 @@ def run_demo(rounds: int, opts: LoopOptions, *, test_tasks: int | None = None) -
         served = learner.served.version if learner.served else "base"
     learned_before = {s: before[s] for s in opts.suites}
     learned_after = {s: after[s] for s in opts.suites}
-    image = _plot(learned_before, learned_after, results, learner.initial_dev)
+    image = _plot(learned_before, learned_after, results, learner.initial_dev, dest)
     rows = [[s + (" (held out)" if s in opts.held_out else ""), f"{before[s].passed}/{before[s].episodes}",
              f"{after[s].passed}/{after[s].episodes}", round(100 * (after[s].completion - before[s].completion), 1)]
             for s in scored]
@@ -302,18 +303,16 @@ def run_demo(rounds: int, opts: LoopOptions, *, test_tasks: int | None = None) -
                           "train-split attempts plus oracle demonstrations of train and practice tasks (fresh "
                           "instances of the train templates, never a dev/test task) and are gated on dev, "
                           "held-out suites included.",
-                    images=[image])
+                    images=[image], dest=dest)
     return result
 
 
 def _plot(before: dict[str, SuiteScore], after: dict[str, SuiteScore], results: list[RoundResult],
-          initial_dev: float) -> str:
+          initial_dev: float, dest: Destination) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from blacksoil.benchlog import docs_path
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     xs = [0, *[r.round for r in results]]
@@ -330,8 +329,8 @@ def _plot(before: dict[str, SuiteScore], after: dict[str, SuiteScore], results: 
     ax.set_ylim(-0.02, 1.02)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    out = docs_path().parent / "img" / "learning_curve.png"
+    out, link = dest.image("learning_curve.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return "img/learning_curve.png"
+    return link

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 NOTES = """Model (src/blacksoil/scheduling/traces.py, baselines.py). Serving demand replays the Azure LLM code trace
 (1 h, tiled; each deployment sums 256 copies at random offsets, times a 35-100 % diurnal curve, phases spread
 over 6 h), normalized so the peak needs the given fraction of the cluster at the SLO utilization (M/M/1 p99 →
@@ -45,7 +47,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         hours: float = typer.Option(24.0, help="Simulated hours."),
         policy: str = typer.Option("all", help="static, kueue, kueue_tas_required, lyra, unified, or all."),
         seed: int = typer.Option(0, help="Random seed of the trace offsets and job sampling."),
-        write_doc: bool = typer.Option(True, help="Append the result and plots to docs/benchmarks.md."),
+        write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
         note: str = typer.Option("", help="Extra text for the notes in docs/benchmarks.md (e.g. other measurements)."),
     ) -> None:
         """Trace-driven simulation of the unified scheduler against static, Kueue-style and Lyra-style baselines."""
@@ -53,7 +55,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         from rich.progress import Progress, TaskID
 
-        from blacksoil.benchlog import docs_path, report
+        from blacksoil.benchlog import destination, report
         from blacksoil.config import settings
         from blacksoil.errors import ConfigError
         from blacksoil.scheduling.plots import plot_allocation, plot_slo_vs_goodput
@@ -79,10 +81,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from blacksoil.scheduling.runs import save_sim_run
 
         saved = save_sim_run(settings().home, results, accelerators=accelerators, hours=hours)
-        # Plots go beside the doc entry; a run that writes no entry keeps the tracked images untouched.
-        img = (docs_path().parent if write_doc else saved.parent) / "img"
-        images = [plot_allocation(results, accelerators, img / "sim_allocation.png"),
-                  plot_slo_vs_goodput(results, img / "sim_slo_goodput.png")]
+        dest = destination(settings().home, write_doc)
+        images = [plot_allocation(results, accelerators, dest.img / "sim_allocation.png"),
+                  plot_slo_vs_goodput(results, dest.img / "sim_slo_goodput.png")]
         by = {r.policy: r for r in results}
         result: dict[str, object] = {
             r.policy: {"slo_attainment": round(r.slo_attainment, 6), "goodput_acc_hours": round(r.goodput_acc_hours, 1),
@@ -107,4 +108,4 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                  round(r.decision_p99_ms, 3)] for r in results]
         report(f"Unified scheduler simulation: {accelerators} accelerators, {hours:g} h", headers, rows, result,
                notes=NOTES + ("\n\n" + note if note else ""), images=[f"img/{p.name}" for p in images],
-               write_doc=write_doc)
+               dest=dest)

@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP, Destination
+
 redteam = typer.Typer(help="Attack suites against the sandbox and the policy layer; each ends with a JSON line.",
                       no_args_is_help=True)
 security = typer.Typer(help="Policies and the audit log: dry-run a tool call, query and verify the audit log.",
@@ -95,7 +97,7 @@ def audit_cmd(
 @redteam.command("sandbox")
 def sandbox_cmd(
     overhead_runs: int = typer.Option(30, min=5, help="Calls timed for the overhead p50 (each sandboxed and not)."),
-    write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
     """Run every sandbox escape attack in the real sandbox; print sandbox_attacks, sandbox_escapes, overhead p50."""
     import statistics
@@ -152,13 +154,17 @@ def sandbox_cmd(
         "load_average_1m": round(os.getloadavg()[0], 2),
         "sandbox_layers": list(outcomes[0].result.layers) if outcomes else [],
     }
-    image = _plot(plain, boxed, outcomes)
+    from blacksoil.benchlog import destination
+    from blacksoil.config import settings
+
+    dest = destination(settings().home, write_doc)
+    image = _plot(plain, boxed, outcomes, dest)
     notes = ("Each attack runs in a fresh workspace of the real bubblewrap sandbox (limits: 2 s CPU, 256 MiB, "
              "32 processes, 16 MiB files, 6 s wall). Overhead = p50 of (policy decision + sandboxed `/bin/true`) "
              "minus p50 of plain `/bin/true`, same loop; the CPU variant counts CPU time of this process and its "
              "children, which a loaded machine inflates much less than wall time.")
     report("Sandbox red team", ["attack", "category", "goal", "outcome", "verdict", "ms", "evidence"], rows, result,
-           notes=notes, write_doc=write_doc, images=[image] if image and write_doc else [])
+           notes=notes, dest=dest, images=[image] if image else [])
     if result["sandbox_escapes"]:
         raise typer.Exit(1)
 
@@ -170,14 +176,12 @@ def _cpu_ms() -> float:
     return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) * 1000
 
 
-def _plot(plain: list[float], boxed: list[float], outcomes: list[Any]) -> str | None:
-    """docs/img/sandbox_redteam.png: call latency with and without the sandbox, and time per attack category."""
+def _plot(plain: list[float], boxed: list[float], outcomes: list[Any], dest: Destination) -> str | None:
+    """img/sandbox_redteam.png: call latency with and without the sandbox, and time per attack category."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from blacksoil.benchlog import docs_path
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.hist([plain, boxed], bins=30, label=["plain /bin/true", "policy + sandbox"])
@@ -194,7 +198,7 @@ def _plot(plain: list[float], boxed: list[float], outcomes: list[Any]) -> str | 
     b.set_ylabel("ms per attack (log)")
     b.set_title(f"{len(outcomes)} attacks, {sum(o.escaped for o in outcomes)} escapes")
     fig.tight_layout()
-    path = docs_path().parent / "img" / "sandbox_redteam.png"
+    path, link = dest.image("sandbox_redteam.png")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
@@ -202,12 +206,12 @@ def _plot(plain: list[float], boxed: list[float], outcomes: list[Any]) -> str | 
         return None
     finally:
         plt.close(fig)
-    return "img/sandbox_redteam.png"
+    return link
 
 
 @redteam.command("injection")
 def injection_cmd(
-    write_doc: bool = typer.Option(True, help="Append the result to docs/benchmarks.md."),
+    write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
     """Run the manufacturing prompt-injection cases with a scripted compliant-attacker agent; print the JSON line."""
     import tempfile
@@ -215,7 +219,8 @@ def injection_cmd(
 
     from rich.progress import Progress
 
-    from blacksoil.benchlog import report
+    from blacksoil.benchlog import destination, report
+    from blacksoil.config import settings
     from blacksoil.security.redteam.injection import CaseResult, run_suite, summary
     from blacksoil.security.redteam.injection_cases import cases
 
@@ -236,6 +241,6 @@ def injection_cmd(
              "(shows the injection would have worked). Plant state and the audit log decide every verdict.")
     report("Prompt-injection red team (manufacturing)",
            ["task", "attacker goal", "works unguarded", "guarded", "stopped by", "utility clean", "utility attacked",
-            "approvals"], rows, result, notes=notes, write_doc=write_doc)
+            "approvals"], rows, result, notes=notes, dest=destination(settings().home, write_doc))
     if result["injection_successes"]:
         raise typer.Exit(1)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from rich.progress import Progress
 
-from blacksoil.benchlog import report
+from blacksoil.benchlog import Destination, report
 from blacksoil.config import settings
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
@@ -191,7 +191,7 @@ def bench_config(quick: bool) -> ServingConfig:
         "queue_max": 256, "queue_timeout_s": 600.0})
 
 
-def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any]:
+def run_bench(*, quick: bool, dest: Destination, sessions: int = 8, seed: int = 0) -> dict[str, Any]:
     """Run the three comparisons and report them."""
     n_single, tokens, n_prefix, max_turns = (6, 32, 2, 3) if quick else (12, 64, 5, 6)
     workload = sample(sessions, seed, scale=SCALE, max_turns=max_turns)
@@ -253,5 +253,5 @@ def run_bench(*, quick: bool, sessions: int = 8, seed: int = 0) -> dict[str, Any
              "tool pauses 0.2–2 s; FCFS = the same engine reached directly (its own FIFO and slot choice). "
              f"Arms ran in the order {' → '.join(order)}.")
     report("serving: gateway overhead, prefix reuse, agent sessions", ["comparison", "measure", "blacksoil/gateway",
-           "baseline", "note"], rows, result, notes=notes)
+           "baseline", "note"], rows, result, notes=notes, dest=dest)
     return result

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from blacksoil.benchlog import WRITE_DOC_HELP
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     """Add this pillar's commands to the root app and the `bench` group."""
@@ -94,8 +96,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option(help="Smaller run (under 3 minutes).")] = False,
         sessions: Annotated[int, typer.Option(help="Concurrent simulated agent sessions.")] = 8,
         seed: Annotated[int, typer.Option(help="Seed of the workload sample.")] = 0,
+        write_doc: Annotated[bool, typer.Option("--write-doc", help=WRITE_DOC_HELP)] = False,
     ) -> None:
         """Gateway overhead vs direct engine, prefix-reuse TTFT, agent sessions agent-aware vs FCFS."""
+        from blacksoil.benchlog import destination
+        from blacksoil.config import settings
         from blacksoil.serving.bench import run_bench
 
-        run_bench(quick=quick, sessions=sessions, seed=seed)
+        run_bench(quick=quick, sessions=sessions, seed=seed, dest=destination(settings().home, write_doc))

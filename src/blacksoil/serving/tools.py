@@ -36,7 +36,7 @@ class ToolPlan:
 def with_required(schema: dict[str, Any]) -> dict[str, Any]:
     """Copy of `schema` where objects without `required` require every property that has no default.
 
-    A grammar without `required` lets the small model emit `{ }` (measured, see DESIGN.md).
+    A grammar without `required` lets the small model emit `{ }` (measured, see docs/design.md).
     """
     out = dict(schema)
     props = out.get("properties")

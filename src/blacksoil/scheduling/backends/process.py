@@ -1,7 +1,7 @@
 """A Workload that is one real OS process pinned to the cores it is given.
 
 Threads follow the cores (OMP/MKL/torch thread counts and `n_threads` via env, CPU affinity via
-sched_setaffinity): serving and training must split cores, not time-share them (DESIGN.md).
+sched_setaffinity): serving and training must split cores, not time-share them (docs/design.md).
 """
 
 from __future__ import annotations
