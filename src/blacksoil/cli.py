@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -44,40 +45,39 @@ _err = Console(stderr=True)
 
 
 @app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="TCP port (default: serving.port, 8000).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model name (default: registry default).")] = None,
+    replicas: Annotated[int | None, typer.Option(help="Embedded engine replicas.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per replica.")] = None,
+    upstream: Annotated[list[str] | None, typer.Option(
+        help="OpenAI-compatible upstream base URL, e.g. http://host:8000/v1 (repeatable); no embedded engine."
+    )] = None,
+    slots: Annotated[int | None, typer.Option(help="KV-cache slots per replica.")] = None,
+    ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
+    policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
+) -> None:
+    """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
+    from blacksoil.platform import serve_platform
+
+    overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
+                 "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
+                 "concurrency": concurrency, "policy": policy}
+    serve_platform({k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
 def up(
     port: int = typer.Option(8000, help="TCP port on 127.0.0.1 for the API and the console."),
     learner: bool | None = typer.Option(None, "--learner/--no-learner",
                                         help="Run learning rounds in the background (default: platform.learner)."),
 ) -> None:
-    """Run the whole platform until Ctrl-C: engine, gateway, experience store, console (and the learner)."""
-    import threading
+    """Run the whole platform until Ctrl-C or SIGTERM: engine, gateway, experience store, console (and the learner)."""
+    from blacksoil.platform import run_up
 
-    from blacksoil.config import settings
-    from blacksoil.platform import running_platform, start_background_learner
-
-    s = settings()
-    stop = threading.Event()
-    learn = s.platform.learner if learner is None else learner
-    sink = None
-    if learn:  # the learner sees each model call as it happens; the store still gets every event
-        from blacksoil.learning.collect import CaptureSink
-        from blacksoil.platform import make_sink
-
-        sink = CaptureSink(forward=make_sink(s))
-    with running_platform(s, port=port, sink=sink) as gw:
-        _err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
-        worker = start_background_learner(gw, s, stop) if learn else None
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            _err.print("stopping…")
-        finally:
-            stop.set()
-            if worker is not None:
-                worker.join(timeout=60)
-            if sink is not None:
-                sink.close()
+    run_up(port, learner)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ Sources, last wins: defaults < `blacksoil.toml` (or `BLACKSOIL_CONFIG`) < enviro
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,10 @@ class PlatformConfig(ComponentConfig):
     def _keys(cls, v: dict[str, str]) -> dict[str, str]:
         for key, tenant in v.items():
             if len(key) < 16:
-                raise ValueError(f"API key {key[:4]}… is {len(key)} characters; use at least 16 random characters")
+                raise ValueError(f"the API key of tenant {tenant!r} is {len(key)} characters; use at least 16 "
+                                 "random characters")
             if not tenant:
-                raise ValueError(f"API key {key[:4]}… maps to an empty tenant; name the tenant")
+                raise ValueError("an API key maps to an empty tenant; name the tenant")
         return v
 
 
@@ -114,12 +116,34 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
 
 
+_SECRET_NAME = re.compile(r"key|secret|token|passw|credential", re.I)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@/\s]*@")
+HIDDEN = "<hidden>"
+
+
+def masked(value: Any, secret: bool = False) -> Any:
+    """`value` as it may be printed: secrets (fields named like key/secret/token/password, URL passwords) hidden.
+
+    A config error used to print every API key in clear.
+    """
+    if secret:
+        return HIDDEN
+    if isinstance(value, dict):
+        return {k: masked(v, bool(_SECRET_NAME.search(str(k)))) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    return value
+
+
 def _describe(err: ValidationError) -> str:
     parts = []
     for e in err.errors():
         where = ".".join(str(x) for x in e["loc"]) or "settings"
         env = "BLACKSOIL_" + "__".join(str(x).upper() for x in e["loc"])
-        parts.append(f"{where}={e.get('input')!r}: {e['msg']} (set it in {_config_file()} or {env})")
+        shown = masked(e.get("input"), any(_SECRET_NAME.search(str(x)) for x in e["loc"]))
+        parts.append(f"{where}={shown!r}: {e['msg']} (set it in {_config_file()} or {env})")
     return "; ".join(parts)
 
 

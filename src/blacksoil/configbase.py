@@ -5,7 +5,14 @@ Frozen, typed, extra keys forbidden, each field documented by the docstring unde
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+"""A share between 0 and 1, both included."""
+PositiveFraction = Annotated[float, Field(gt=0.0, le=1.0)]
+"""A share in (0, 1]: zero is not allowed."""
 
 
 class ComponentConfig(BaseModel):

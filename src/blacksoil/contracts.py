@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+__all__ = ["AdapterStatus", "AdapterVersion", "Allocation", "EventKind", "ExperienceEvent", "ExperienceSink",
+           "NamedReplica", "ReplicaControl", "ReplicaView", "RunningGateway", "SessionRouting", "Workload",
+           "WorkloadKind"]
+
 EventKind = Literal["model_call", "tool_step"]
+
+TENANT_ID_MAX = 128
+"""Longest tenant id (characters) the platform accepts anywhere: header, store, API."""
 
 
 @dataclass
@@ -138,3 +146,89 @@ class Workload(Protocol):
 
     def resize(self, allocation: Allocation) -> None:
         """Move to a new allocation (grow or shrink)."""
+
+
+# -- the running gateway, as the learner, the swapper and the console see it ------------------------------------------
+# serving.launch.GatewayHandle satisfies these structurally; pillars above serving type against them instead of `Any`.
+
+
+class ReplicaView(Protocol):
+    """One engine replica behind the gateway (serving.pool.ReplicaInfo)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> str:
+        """starting, ready, draining, restarting or stopped."""
+        ...
+
+    @property
+    def adapter_version(self) -> str:
+        """The adapter version it serves ('base' = none)."""
+        ...
+
+
+class NamedReplica(Protocol):
+    """A replica just started (serving.pool.Replica)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class SessionRouting(Protocol):
+    """Request admission's switch for where new sessions may go."""
+
+    def set_accepting(self, name: str, accepting: bool) -> None: ...
+
+
+class ReplicaControl(Protocol):
+    """What a hot swap, a scoring gateway and the console do with the replica pool (serving.pool.ReplicaPool)."""
+
+    @property
+    def served_name(self) -> str:
+        """The model name clients send."""
+        ...
+
+    @property
+    def admission(self) -> SessionRouting:
+        """Request admission: which replica takes new sessions."""
+        ...
+
+    def info(self) -> Sequence[ReplicaView]: ...
+
+    def start_replica(self, adapter: AdapterVersion | None = None, *,
+                      accept_new_sessions: bool = True) -> NamedReplica: ...
+
+    def route_new_sessions_to(self, name: str) -> None: ...
+
+    def drain(self, name: str, timeout_s: float = 300.0) -> None: ...
+
+    def stop_replica(self, name: str) -> None: ...
+
+
+class RunningGateway(Protocol):
+    """A running OpenAI-compatible gateway (serving.launch.GatewayHandle): where to reach it, its replicas, its sink."""
+
+    @property
+    def url(self) -> str:
+        """http://host:port"""
+        ...
+
+    @property
+    def model(self) -> str:
+        """The served model name."""
+        ...
+
+    @property
+    def openai_base_url(self) -> str:
+        """url + "/v1", for OpenAI SDK clients."""
+        ...
+
+    @property
+    def pool(self) -> ReplicaControl: ...
+
+    @property
+    def sink(self) -> ExperienceSink | None:
+        """Where the gateway sends its ExperienceEvents."""
+        ...

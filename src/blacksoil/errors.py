@@ -5,6 +5,8 @@ User errors name the bad value and the fix; retryable errors may succeed later; 
 
 from __future__ import annotations
 
+import re
+
 
 class BlacksoilError(Exception):
     """Base of every error blacksoil raises on purpose."""
@@ -75,3 +77,26 @@ class Overloaded(RetryableError):
 
 class InternalError(BlacksoilError):
     """A bug or an invariant broken inside blacksoil."""
+
+
+def error_body(message: str, error_type: str, code: str | None, param: str | None) -> dict[str, dict[str, str | None]]:
+    """The one JSON shape of every HTTP error: {"error": {message, type, code, param}}.
+
+    Every route, middleware and stream builds its error through this function (tests/serving/test_fuzz.py checks
+    that no other module spells the shape out), so clients can rely on all four keys. `code` is never empty.
+    """
+    return {"error": {"message": message, "type": error_type, "code": code or "error", "param": param}}
+
+
+_URL = re.compile(r"\bhttps?://[^\s'\"<>]+")
+
+
+def public_message(message: str, home: str = "") -> str:
+    """`message` as a client may read it: without internal addresses (engines) or the data directory `home`."""
+    out = _URL.sub("<internal address>", message)
+    return out.replace(home, "$BLACKSOIL_HOME") if len(home) > 1 else out
+
+
+def http_error_body(e: BlacksoilError, home: str = "") -> dict[str, dict[str, str | None]]:
+    """`error_body` for one of our exceptions, as a client may read it; its code defaults to the HTTP status."""
+    return error_body(public_message(e.message, home), e.error_type, e.code or str(e.status_code), e.param)

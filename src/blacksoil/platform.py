@@ -15,7 +15,9 @@ from fastapi.responses import JSONResponse, Response
 
 from blacksoil.config import Settings
 from blacksoil.config import settings as current_settings
-from blacksoil.contracts import ExperienceSink
+from blacksoil.contracts import TENANT_ID_MAX, ExperienceSink
+from blacksoil.errors import error_body
+from blacksoil.experience.sink import make_sink
 
 # Probes, aggregate metrics, the API schema and the console's static shell stay open: no tenant data in them.
 _OPEN_PATHS = frozenset({"/health", "/metrics", "/console", "/docs", "/openapi.json"})
@@ -23,8 +25,7 @@ _OPEN_PREFIXES = ("/console/static/",)
 
 
 def _auth_error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "authentication_error", "code": str(status),
-                                   "param": None}}, status_code=status,
+    return JSONResponse(error_body(message, "authentication_error", str(status), None), status_code=status,
                         headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
 
@@ -38,7 +39,11 @@ def install_auth(app: FastAPI, api_keys: dict[str, str]) -> None:
     async def _auth(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if not api_keys:
-            request.state.tenant = request.headers.get("x-tenant") or "default"
+            tenant = request.headers.get("x-tenant") or "default"
+            if len(tenant) > TENANT_ID_MAX:
+                return JSONResponse(error_body(f"X-Tenant is {len(tenant)} characters; use at most {TENANT_ID_MAX}",
+                                               "invalid_request_error", "invalid_value", "X-Tenant"), status_code=400)
+            request.state.tenant = tenant
             return await call_next(request)
         if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
             return await call_next(request)
@@ -46,23 +51,11 @@ def install_auth(app: FastAPI, api_keys: dict[str, str]) -> None:
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
             return _auth_error(401, "missing API key; send `Authorization: Bearer <key>`")
-        tenant = next((t for k, t in api_keys.items() if hmac.compare_digest(k, token)), None)
-        if tenant is None:
+        keyed = next((t for k, t in api_keys.items() if hmac.compare_digest(k, token)), None)
+        if keyed is None:
             return _auth_error(401, "unknown API key; ask the operator for a key of your tenant")
-        request.state.tenant = tenant
+        request.state.tenant = keyed
         return await call_next(request)
-
-
-def make_sink(s: Settings) -> ExperienceSink:
-    """The experience sink the platform settings ask for."""
-    if s.platform.experience_sink == "store":
-        from blacksoil.experience.sink import StoreSink
-
-        return StoreSink.from_settings(s)
-    from blacksoil.serving.launch import experience_path
-    from blacksoil.serving.sink import JsonlSink
-
-    return JsonlSink(experience_path(s))
 
 
 def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, openai_base_url: str | None = None,
@@ -125,12 +118,58 @@ def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
     """
     import threading
 
+    from blacksoil.learning.context import LearnerContext
     from blacksoil.learning.loop import run_background
 
-    thread = threading.Thread(target=run_background, args=(gw, gw.sink, s.platform.learner_interval_s, stop),
-                              daemon=True, name="learner")
+    thread = threading.Thread(target=run_background, daemon=True, name="learner",
+                              args=(gw, gw.sink, s.platform.learner_interval_s, stop, LearnerContext.from_settings(s)))
     thread.start()
     return thread
+
+
+def run_up(port: int, learner: bool | None) -> None:
+    """`blacksoil up`: the whole platform until SIGINT or SIGTERM, then a clean shutdown.
+
+    The port is bound before the engine loads (a busy port is a ConfigError: exit 2). Both signals get explicit
+    handlers: a shell that backgrounds a command starts it with SIGINT ignored, and SIGTERM's default action
+    killed the process without stopping the engine, the learner or the store.
+    """
+    import signal
+    import threading
+
+    from rich.console import Console
+
+    s = current_settings()
+    err = Console(stderr=True)
+    stop = threading.Event()
+    learn = s.platform.learner if learner is None else learner
+    sink = None
+    if learn:  # the learner sees each model call as it happens; the store still gets every event
+        from blacksoil.learning.collect import CaptureSink
+
+        sink = CaptureSink(forward=make_sink(s))
+
+    def _stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with running_platform(s, port=port, sink=sink) as gw:
+            err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
+            worker = start_background_learner(gw, s, stop) if learn else None
+            try:
+                while not stop.wait(0.5):
+                    pass
+                err.print("stopping…")
+            finally:
+                stop.set()
+                if worker is not None:
+                    worker.join(timeout=60)
+    finally:
+        if sink is not None:
+            sink.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def serve_platform(overrides: dict[str, Any]) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from blacksoil.agents.loop import AgentRuntime
 from blacksoil.agents.manufacturing import PlantToolset
 from blacksoil.agents.spec import load_team
 from blacksoil.agents.toolbox import bound_strings
-from blacksoil.config import settings
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "agents"
 
@@ -21,8 +21,9 @@ def operator() -> Any:
     return load_team(EXAMPLES / "plant_operator.yaml")
 
 
-def _plant(run_id: str) -> dict[str, Any]:
-    path = settings().home / "agents" / "toolsets" / "manufacturing" / f"{run_id}.json"
+def _plant(rt: AgentRuntime, run_id: str) -> dict[str, Any]:
+    # The runtime keeps tool-set state where it was told (here: beside the test's run store).
+    path = rt.toolbox.folder / "manufacturing" / f"{run_id}.json"
     return json.loads(path.read_text())
 
 
@@ -46,7 +47,7 @@ def test_operator_opens_an_order_on_the_plant(make_runtime: Any, operator: Any) 
     rt, model = make_runtime(script, operator)
     r = rt.run("Open a high priority inspection order for M3.")
     assert (r.status, r.answer) == ("completed", "opened MO-1")
-    orders = _plant(r.run_id)["maintenance_orders"]
+    orders = _plant(rt, r.run_id)["maintenance_orders"]
     assert [(o["machine_id"], o["kind"], o["priority"]) for o in orders.values()] == [("M3", "inspection", "high")]
     offered = {t["function"]["name"] for t in model.requests[0]["tools"]}
     assert {"list_machines", "create_maintenance_order", "set_machine_state"} <= offered
@@ -60,10 +61,10 @@ def test_urgent_order_waits_for_a_human(make_runtime: Any, operator: Any) -> Non
     rt, _ = make_runtime(script, operator)
     r = rt.run("Urgent repair of M2.")
     assert r.status == "paused" and "urgent maintenance orders" in r.pending[0].reasons[0]
-    assert _plant(r.run_id)["maintenance_orders"] == {}
+    assert _plant(rt, r.run_id)["maintenance_orders"] == {}
     rt.decide(r.run_id, r.pending[0].call_id, approve=True, by="shift-lead")
     assert rt.resume(r.run_id).status == "completed"
-    assert len(_plant(r.run_id)["maintenance_orders"]) == 1
+    assert len(_plant(rt, r.run_id)["maintenance_orders"]) == 1
 
 
 def test_facts_follow_the_plant_and_state_survives_a_new_toolset(tmp_path: Path) -> None:
@@ -97,4 +98,4 @@ def test_restart_of_a_down_machine_needs_a_human(make_runtime: Any, operator: An
     rt, _ = make_runtime(script, team(spec))
     r = rt.run("Restart M2.")
     assert r.status == "paused" and "restarting a machine" in r.pending[0].reasons[0]
-    assert _plant(r.run_id)["machines"]["M2"]["state"] == "down"
+    assert _plant(rt, r.run_id)["machines"]["M2"]["state"] == "down"

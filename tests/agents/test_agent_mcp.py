@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from agent_helpers import HERE, TEST_CEDAR, team
 
 from blacksoil.agents.mcp_tools import MCPConnection, MCPServerSpec
 from blacksoil.agents.tools import ToolContext
+from blacksoil.distributed import free_port
 from blacksoil.errors import RetryableError, UserError
 
 SERVER = str(HERE / "agent_mcp_server.py")
@@ -31,9 +31,7 @@ def _stdio(ledger: Path) -> MCPServerSpec:
 
 @pytest.fixture
 def http_server(ledger: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, SERVER, "http", str(port)], env={**os.environ},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}/mcp"
@@ -81,9 +79,7 @@ def test_http_server_through_the_agent_loop(http_server: str, make_runtime: Any,
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     spec = MCPServerSpec(name="gone", url=f"http://127.0.0.1:{port}/mcp")
     with pytest.raises(RetryableError, match="MCP server 'gone'"):
         MCPConnection(spec, timeout_s=5).open()

@@ -5,7 +5,6 @@ Only the model is scripted; the runner, tools, plant, checkers and the openai SD
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+
+from blacksoil.distributed import free_port
 
 
 class ScriptedChat:
@@ -50,9 +51,7 @@ class ScriptedChat:
 def scripted_chat() -> Iterator[tuple[ScriptedChat, str]]:
     """A running scripted server and its OpenAI base URL."""
     chat = ScriptedChat()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(chat.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

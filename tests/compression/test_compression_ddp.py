@@ -17,9 +17,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from blacksoil.compression.config import CompressionConfig
 from blacksoil.compression.hook import PrioritySamplingState, priority_sampling_hook
-from blacksoil.compression.runner import free_port
 from blacksoil.compression.topk import TopKState, topk_hook
 from blacksoil.compression.wire import WireCount, collective_meter
+from blacksoil.distributed import free_port
 
 STEPS = 12
 

@@ -15,8 +15,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from blacksoil.compression.config import CompressionConfig
 from blacksoil.compression.hook import PrioritySamplingState, priority_sampling_hook
-from blacksoil.compression.runner import free_port
 from blacksoil.compression.wire import WireCount, collective_meter
+from blacksoil.distributed import free_port
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from blacksoil.config import load_settings
+from blacksoil.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 # `make screenshots` points this at docs/img (the README's pictures); a plain test run keeps the tree clean.
@@ -34,12 +34,20 @@ def _ensure_chromium() -> None:
 
 
 @pytest.fixture(scope="module")
-def platform(blacksoil_home: Path) -> Iterator[Any]:
+def platform_settings(blacksoil_home: Path) -> Settings:
+    """The platform's settings, resolved once: tenants by API key; its agents (and the console's resumed runs)
+    authenticate as the plant tenant."""
+    return load_settings(platform={"api_keys": {KEY_PLANT: "plant", KEY_OTHER: "other"}},
+                         agents={"api_key": KEY_PLANT})
+
+
+@pytest.fixture(scope="module")
+def platform(platform_settings: Settings) -> Iterator[Any]:
     """The platform as `blacksoil up --learner` runs it: the learner's capturing sink in front of the store."""
     from blacksoil.learning.collect import CaptureSink
     from blacksoil.platform import make_sink, running_platform
 
-    s = load_settings(platform={"api_keys": {KEY_PLANT: "plant", KEY_OTHER: "other"}})
+    s = platform_settings
     sink = CaptureSink(forward=make_sink(s))
     try:
         with running_platform(s, sink=sink) as gw:
@@ -90,30 +98,19 @@ def _fmt(v: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def paused_run(platform: Any, blacksoil_home: Path, monkeypatch_module: pytest.MonkeyPatch) -> Any:
+def paused_run(platform: Any, platform_settings: Settings) -> Any:
     """A real agent run (default model through the gateway) that pauses on a call needing approval."""
-    from blacksoil.agents.launcher import open_runtime
+    from blacksoil.agents.launcher import RuntimeSetup, open_runtime
     from blacksoil.agents.spec import load_team
-    from blacksoil.config import settings
+    from blacksoil.experience.sink import make_sink
 
-    monkeypatch_module.setenv("BLACKSOIL_AGENTS__API_KEY", KEY_PLANT)
-    settings.cache_clear()
     team = load_team(ROOT / "examples" / "agents" / "maintenance_approval.yaml")
-    with open_runtime(team, base_url=platform.openai_base_url, model=platform.model) as rt:
+    with open_runtime(team, RuntimeSetup.from_settings(platform_settings), base_url=platform.openai_base_url,
+                      model=platform.model, new_sink=lambda: make_sink(platform_settings)) as rt:
         result = rt.run("Open a low priority inspection maintenance order for machine M1.")
     assert result.status == "paused", result
     assert result.pending, result
     return result
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-    from blacksoil.config import settings
-
-    settings.cache_clear()
 
 
 def test_auth_is_required_and_keys_pick_the_tenant(platform: Any) -> None:
@@ -157,8 +154,8 @@ def test_serving_view_shows_live_metrics(platform: Any, browser: Any) -> None:
     page.close()
 
 
-def test_agents_view_approves_from_the_page_and_isolates_tenants(platform: Any, browser: Any,
-                                                                  paused_run: Any) -> None:
+def test_agents_view_approves_from_the_page_and_isolates_tenants(platform: Any, browser: Any, paused_run: Any,
+                                                                  platform_settings: Settings) -> None:
     call_id = paused_run.pending[0].call_id
     data = _api(platform, "agents", KEY_PLANT)
     cards = {c["id"]: c["value"] for c in data["cards"]}
@@ -172,13 +169,13 @@ def test_agents_view_approves_from_the_page_and_isolates_tenants(platform: Any, 
     row.locator("button[data-action='approve']").click()
     page.wait_for_function("document.getElementById('status').textContent.startsWith('approved')", timeout=30_000)
     page.close()
-    from blacksoil.agents.launcher import run_store
+    from blacksoil.agents.launcher import RuntimeSetup, run_store
 
     # The console resumes the run in the background: the approved call then executes.
     deadline = time.monotonic() + 180
     status = "awaiting_approval"
     while time.monotonic() < deadline:
-        store = run_store()
+        store = run_store(RuntimeSetup.from_settings(platform_settings))
         try:
             call = store.get_call(paused_run.run_id, call_id)
         finally:
@@ -227,17 +224,17 @@ def finished_runs(blacksoil_home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def learning_round(platform: Any, monkeypatch_module: pytest.MonkeyPatch) -> Any:
+def learning_round(platform: Any, platform_settings: Settings) -> Any:
     """One real, tiny learning round on the running platform (collect → train → publish → gate)."""
-    from blacksoil.config import settings
+    import dataclasses
+
+    from blacksoil.learning.context import LearnerContext
     from blacksoil.learning.loop import Learner, LoopOptions
 
-    for key, value in {"BLACKSOIL_AGENTS__API_KEY": KEY_PLANT, "BLACKSOIL_LEARNING__BATCH_SIZE": "1",
-                       "BLACKSOIL_LEARNING__MAX_SEQ_LEN": "512", "BLACKSOIL_AGENTSCORE__STEP_BUDGET": "2"}.items():
-        monkeypatch_module.setenv(key, value)
-    settings.cache_clear()
+    ctx = LearnerContext.from_settings(platform_settings).with_learning(batch_size=1, max_seq_len=512)
+    ctx = dataclasses.replace(ctx, agentscore=ctx.agentscore.model_copy(update={"step_budget": 2}))
     learner = Learner(platform, platform.sink, LoopOptions(suites=("tools-basic",), attempts=1, tasks_per_suite=1,
-                                                           gate_tasks=1, steps=2))
+                                                           gate_tasks=1, steps=2), ctx)
     return learner.run_round(1)
 
 

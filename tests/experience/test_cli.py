@@ -53,7 +53,7 @@ def test_bench_replay_prints_json_last(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_import_gateway_jsonl(tmp_path: Path) -> None:
-    from blacksoil.serving.sink import JsonlSink
+    from blacksoil.experience.sink import JsonlSink
 
     path = tmp_path / "experience.jsonl"
     sink = JsonlSink(path)

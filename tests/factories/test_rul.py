@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from blacksoil.errors import NotFoundError
 from blacksoil.factories.manufacturing import rul
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 
 
 def test_fd001_shapes_match_the_published_dataset() -> None:
@@ -30,10 +33,11 @@ def test_features_are_causal_rolling_statistics() -> None:
     np.testing.assert_allclose(f[:20], g[:20])
 
 
-def test_model_is_cached_and_beats_a_constant_predictor() -> None:
-    model = rul.rul_model()
-    assert rul.cache_path().exists()
-    assert rul.rul_model() is model
+def test_model_is_cached_and_beats_a_constant_predictor(blacksoil_home: Path) -> None:
+    cfg = ManufacturingConfig()
+    model = rul.rul_model(blacksoil_home, cfg)
+    assert rul.cache_path(blacksoil_home, cfg).exists()
+    assert rul.rul_model(blacksoil_home, cfg) is model
     ev = model.evaluate_test()
     truth = np.array(list(rul.test_true_rul().values()), dtype=float)
     constant = float(np.sqrt(np.mean((truth - truth.mean()) ** 2)))

@@ -3,11 +3,11 @@ deliberately damaged adapter (large random lora_B) is rejected with the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.errors import ConfigError
 from blacksoil.learning.adapters import AdapterStore
 from blacksoil.learning.basemodel import info_from_gguf
@@ -43,28 +43,17 @@ def test_test_split_is_refused() -> None:
         EvalGate(["tools-basic"], tasks_per_suite=1, margin=0.0, tolerance=0.0, split="test")
 
 
-@pytest.fixture()
-def short_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from blacksoil.config import settings
-
-    monkeypatch.setenv("BLACKSOIL_AGENTSCORE__STEP_BUDGET", "3")
-    monkeypatch.setenv("BLACKSOIL_AGENTSCORE__MAX_TOKENS", "64")
-    settings.cache_clear()
-    yield
-    settings.cache_clear()
-
-
-def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, short_agent: None) -> None:
+def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_home: Path) -> None:
     """Real scoring of base and candidate on held-out dev tasks through private gateways (the candidate's replica
     really serves the damaged adapter, or `serving` raises). The base model completes these two tools-general dev
     tasks (measured: reminder and booking, greedy decoding), so the damaged candidate is rejected for a real
     regression of the held-out suite, with the numbers in the verdict."""
-    from blacksoil.config import settings
-
     info = info_from_gguf()
-    store = AdapterStore(settings().home, "smollm2-135m-instruct")
+    store = AdapterStore(blacksoil_home, "smollm2-135m-instruct")
     damaged = store.publish(write_random_peft(tmp_path / "bad", info, b_std=0.5, seed=7), info)
-    gate = EvalGate(["tools-general"], tasks_per_suite=None, margin=0.0, tolerance=0.02)
+    # A short scoring agent, handed in as its config (no process-wide settings to patch).
+    gate = EvalGate(["tools-general"], tasks_per_suite=None, margin=0.0, tolerance=0.02,
+                    agent_config=AgentscoreConfig(step_budget=3, max_tokens=64))
     picked = {"tg-reminder-1", "tg-booking-2"}
     gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id in picked]  # type: ignore
     baseline = gate.score(None)

@@ -18,6 +18,7 @@ import pytest
 
 from blacksoil.config import load_settings, settings
 from blacksoil.contracts import Allocation
+from blacksoil.distributed import free_port
 from blacksoil.errors import ConfigError, InternalError, RetryableError
 from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
 from blacksoil.scheduling.backends.local import LocalBackend
@@ -25,7 +26,7 @@ from blacksoil.scheduling.backends.platform_workloads import GatewayReplicas, Le
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.state import Action
 from blacksoil.serving.config import ServingConfig
-from blacksoil.serving.launch import GatewayHandle, free_port, gateway
+from blacksoil.serving.launch import GatewayHandle, gateway
 from blacksoil.serving.models import ModelRegistry
 from blacksoil.serving.pool import ReplicaPool
 

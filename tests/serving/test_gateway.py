@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from blacksoil.config import load_settings
+from blacksoil.experience.sink import JsonlSink
 from blacksoil.serving.launch import GatewayHandle, experience_path
-from blacksoil.serving.sink import JsonlSink
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
                                             "parameters": {"type": "object",
@@ -109,12 +109,12 @@ def test_session_affinity_reuses_the_prefix(gw: GatewayHandle) -> None:
     assert r.usage and r.usage.prompt_tokens_details and r.usage.prompt_tokens_details.cached_tokens
     # the whole first prompt came from the slot's cache, despite three other sessions in between
     assert r.usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 8
-    home = gw.pool.scheduler.affinity["sess-affinity"]
+    home = gw.pool.admission.affinity["sess-affinity"]
     assert home[0] in gw.pool.replicas
 
 
 def test_full_queue_answers_429_with_retry_after(gw: GatewayHandle) -> None:
-    sched = gw.pool.scheduler
+    sched = gw.pool.admission
     old = sched.queue_max
     sched.queue_max = 1
 

@@ -44,3 +44,22 @@ def test_engine_killed_mid_stream() -> None:
         assert time.monotonic() - t0 < 60
         health = httpx.get(gw.url + "/health").json()
         assert health["replicas"][0]["status"] == "ready"
+
+
+def test_hung_engine_is_restarted_and_requests_get_a_503() -> None:
+    """A SIGSTOPped engine used to stay "ready" while requests waited request_timeout_s (600 s)."""
+    cfg = small_config(health_interval_s=0.5, health_timeout_s=1.0, health_failures=2)
+    with gateway(load_settings(), serving=cfg) as gw:
+        engine = gw.pool.replicas["r0"].engine
+        assert isinstance(engine, LlamaCppEngine) and engine.pid
+        os.kill(engine.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        r = httpx.post(gw.url + "/v1/chat/completions", timeout=60,
+                       json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+        assert (r.status_code, time.monotonic() - t0 < 20) == (503, True), r.text
+        deadline = time.monotonic() + 60
+        while httpx.get(gw.url + "/health").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ok = httpx.post(gw.url + "/v1/chat/completions", timeout=60,
+                        json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+        assert ok.status_code == 200 and engine.restarts == 1

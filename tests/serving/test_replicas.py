@@ -13,10 +13,10 @@ import pytest
 
 from blacksoil.config import load_settings
 from blacksoil.contracts import AdapterVersion
+from blacksoil.experience.sink import ListSink
 from blacksoil.serving.engine import LlamaCppEngine
 from blacksoil.serving.launch import gateway
 from blacksoil.serving.models import DEFAULT_MODEL_NAME, default_model_path
-from blacksoil.serving.sink import ListSink
 
 from .conftest import small_config
 
@@ -52,7 +52,7 @@ def test_replicas_and_blue_green_swap(tmp_path: Path) -> None:
         for s in ("alice", "bob"):
             client.chat.completions.create(model=gw.model, messages=[{"role": "user", "content": "Hi"}],
                                            max_tokens=2, user=s)
-        homes = gw.pool.scheduler.affinity
+        homes = gw.pool.admission.affinity
         assert {homes["alice"][0], homes["bob"][0]} == {"r0", "r1"}  # new sessions spread over replicas
 
         # A stream in flight on the blue replicas while green (with an adapter) starts and takes over.
@@ -86,7 +86,8 @@ def test_openai_upstream_against_a_second_real_engine() -> None:
     engine = LlamaCppEngine(default_model_path(), slots=2, ctx=2048, threads=1)
     engine.start()
     try:
-        with gateway(load_settings(), serving=small_config(upstreams=(engine.api_base,))) as gw:
+        with gateway(load_settings(), serving=small_config(upstreams=(engine.api_base,),
+                                                                 upstream_api_key=engine.api_key)) as gw:
             health = httpx.get(gw.url + "/health").json()
             assert health["replicas"][0]["kind"] == "openai_upstream"
             client = openai.OpenAI(base_url=gw.openai_base_url, api_key="x", max_retries=0, timeout=120)

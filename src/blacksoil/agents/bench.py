@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blacksoil.agents.launcher import RuntimeSetup
 from blacksoil.agents.spec import load_team
+from blacksoil.contracts import ExperienceSink
 
 KINDS = ("inspection", "repair", "replacement")
 PRIORITIES = ("low", "medium", "high")
@@ -38,17 +41,17 @@ def check(plant_file: Path, want: dict[str, str]) -> bool:
     )
 
 
-def run_bench(spec: Path, tries: int, base_url: str | None = None) -> dict[str, Any]:
+def run_bench(spec: Path, tries: int, setup: RuntimeSetup, base_url: str | None = None,
+              new_sink: Callable[[], ExperienceSink] | None = None) -> dict[str, Any]:
     """Run the tries through one gateway; returns per-try rows and the summary."""
     from rich.progress import Progress
 
     from blacksoil.agents.launcher import open_runtime
-    from blacksoil.config import settings
 
     team = load_team(spec)
-    plants = settings().home / "agents" / "toolsets" / "manufacturing"
+    plants = setup.toolsets_dir / "manufacturing"
     rows: list[dict[str, Any]] = []
-    with open_runtime(team, base_url=base_url) as rt, Progress() as progress:
+    with open_runtime(team, setup, base_url=base_url, new_sink=new_sink) as rt, Progress() as progress:
         bar = progress.add_task("agent runs", total=tries)
         for i, t in enumerate(tasks(tries)):
             t0 = time.monotonic()

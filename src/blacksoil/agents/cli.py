@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,7 +16,8 @@ import typer
 from blacksoil.benchlog import WRITE_DOC_HELP
 
 if TYPE_CHECKING:
-    from blacksoil.agents.loop import RunResult
+    from blacksoil.agents.launcher import RuntimeSetup
+    from blacksoil.agents.loop import AgentRuntime, RunResult
 
 agent_app = typer.Typer(help="Agents: run a spec on a task, inspect runs, approve or deny paused tool calls.",
                         no_args_is_help=True)  # fmt: skip
@@ -44,11 +47,32 @@ def _print_result(r: RunResult, as_json: bool) -> None:
     print(json.dumps(r.to_dict(), default=str))
 
 
+def _setup() -> RuntimeSetup:
+    """The runtime's settings, resolved once per command."""
+    from blacksoil.agents.launcher import RuntimeSetup
+    from blacksoil.config import settings
+
+    return RuntimeSetup.from_settings(settings())
+
+
+@contextmanager
+def _runtime(team: Any, base_url: str | None, model: str | None) -> Iterator[AgentRuntime]:
+    """open_runtime with this process's settings and, for an outside gateway, the platform's experience sink."""
+    from blacksoil.agents.launcher import RuntimeSetup, open_runtime
+    from blacksoil.config import settings
+    from blacksoil.experience.sink import make_sink
+
+    s = settings()
+    with open_runtime(team, RuntimeSetup.from_settings(s), base_url=base_url, model=model,
+                      new_sink=lambda: make_sink(s)) as rt:
+        yield rt
+
+
 def _team_of(run_id: str) -> Any:
     from blacksoil.agents.launcher import run_store
     from blacksoil.agents.spec import AgentTeam
 
-    store = run_store()
+    store = run_store(_setup())
     try:
         return AgentTeam.model_validate(store.get_run(run_id).team)
     finally:
@@ -66,11 +90,10 @@ def run_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Run the spec's entry agent on TASK until it answers, hits a limit or pauses for approval."""
-    from blacksoil.agents.launcher import open_runtime
     from blacksoil.agents.spec import load_team
 
     team = load_team(spec)
-    with open_runtime(team, base_url=base_url, model=model) as rt:
+    with _runtime(team, base_url, model) as rt:
         _print_result(rt.run(task, run_id=run_id, user=user), as_json)
 
 
@@ -82,7 +105,7 @@ def list_cmd(limit: int = typer.Option(20, "--limit", min=1, help="How many rece
 
     from blacksoil.agents.launcher import run_store
 
-    store = run_store()
+    store = run_store(_setup())
     t = Table("run", "agent", "status", "reason", "steps", "tokens", "wall s", "task")
     for r in store.list_runs(limit):
         t.add_row(
@@ -100,7 +123,7 @@ def show_cmd(
 
     from blacksoil.agents.launcher import run_store
 
-    store = run_store()
+    store = run_store(_setup())
     run = store.get_run(run_id)
     calls = store.calls(run_id)
     if as_json:
@@ -134,23 +157,22 @@ def resume_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Continue a run from its last completed step; side-effecting tools never run twice."""
-    from blacksoil.agents.launcher import open_runtime
-
-    with open_runtime(_team_of(run_id), base_url=base_url, model=model) as rt:
+    with _runtime(_team_of(run_id), base_url, model) as rt:
         _print_result(rt.resume(rt.root(run_id)), as_json)
 
 
 def _decide(run_id: str, call_id: str, approve: bool, by: str | None, note: str, resume: bool, base_url: str | None,
             model: str | None, as_json: bool) -> None:  # fmt: skip
-    from blacksoil.agents.launcher import decide_call, open_runtime
+    from blacksoil.agents.launcher import decide_call
 
     team = _team_of(run_id)
     # Only a missing --by means the OS user; `--by ""` is an error, not a silent default.
-    root = decide_call(team, run_id, call_id, approve=approve, by=getpass.getuser() if by is None else by, note=note)
+    root = decide_call(team, _setup(), run_id, call_id, approve=approve,
+                       by=getpass.getuser() if by is None else by, note=note)
     if not resume:
         print(json.dumps({"run_id": run_id, "call_id": call_id, "approved": approve}))
         return
-    with open_runtime(team, base_url=base_url, model=model) as rt:
+    with _runtime(team, base_url, model) as rt:
         _print_result(rt.resume(root), as_json)
 
 
@@ -194,10 +216,13 @@ def bench_agents(
     from pathlib import Path
 
     from blacksoil.agents.bench import run_bench
+    from blacksoil.agents.launcher import RuntimeSetup
     from blacksoil.benchlog import destination, report
     from blacksoil.config import settings
+    from blacksoil.experience.sink import make_sink
 
-    res = run_bench(Path(spec), tries, base_url)
+    s = settings()
+    res = run_bench(Path(spec), tries, RuntimeSetup.from_settings(s), base_url, new_sink=lambda: make_sink(s))
     rows = [[r["task"], r["status"], r["reason"], r["steps"], r["wall_s"], "yes" if r["success"] else "no",
              " ".join(r["calls"])[:60]] for r in res.pop("rows")]  # fmt: skip
     report(
@@ -207,7 +232,7 @@ def bench_agents(
         res,
         notes="Success = the run completed and the plant holds a maintenance order with the asked machine, kind and "
         "priority. Default model (SmolLM2-135M Q4_1) through the embedded gateway, constrained tool calls.",
-        dest=destination(settings().home, write_doc),
+        dest=destination(s.home, write_doc),
     )
 
 

@@ -12,18 +12,21 @@ from typing import Any
 from blacksoil.agents.spec import AgentSpec
 from blacksoil.agents.tools import Tool, ToolContext
 from blacksoil.errors import ConfigError, PolicyDenied
+from blacksoil.security.config import SecurityConfig
 
 
 class Guard:
     """Policy check (with approvals and audit) before every tool call, and the sandbox for marked tools."""
 
-    def __init__(self, agents: Sequence[AgentSpec], policy_files: Sequence[Path] = (), audit_path: Path | None = None):
-        from blacksoil.config import settings
+    def __init__(self, agents: Sequence[AgentSpec], policy_files: Sequence[Path] = (), audit_path: Path | None = None,
+                 *, security: SecurityConfig | None = None) -> None:
+        """`security`: the security settings (extra policy files, sandbox limits); None = their defaults."""
         from blacksoil.security.audit import AuditLog
         from blacksoil.security.guard import Guard as SecurityGuard
         from blacksoil.security.policy import PolicyEngine
 
-        files = [*(Path(f) for f in settings().security.policy_files), *policy_files]
+        self._security_config = security or SecurityConfig()
+        files = [*(Path(f) for f in self._security_config.policy_files), *policy_files]
         for p in files:
             if not p.is_file():
                 raise ConfigError(
@@ -93,7 +96,7 @@ class Guard:
                 "the sandbox; it was not run (drop the flag or sandbox the server itself)"
             )
         if self._sandbox is None:
-            self._sandbox = Sandbox()
+            self._sandbox = Sandbox(self._security_config)
         return run_in_sandbox(self._sandbox, tool, tool.function, arguments, ctx)
 
     def observe(self, run_flags: dict[str, bool], tool: Tool) -> dict[str, bool]:

@@ -5,34 +5,86 @@ Used by the CLI, AgentScore and the tests; everything it starts stops when the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
+from blacksoil.agents.config import AgentsConfig
 from blacksoil.agents.loop import AgentRuntime
 from blacksoil.agents.model import ModelClient
 from blacksoil.agents.spec import AgentTeam
 from blacksoil.agents.store import RunStore
 from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import UserError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
+from blacksoil.security.config import SecurityConfig
+
+__all__ = ["RuntimeSetup", "decide_call", "open_runtime", "run_store"]
 
 
-def run_store() -> RunStore:
-    """The run store under settings().home."""
-    from blacksoil.config import settings
+class _RootSettings(Protocol):
+    """The sections of the root settings the runtime reads (blacksoil.config.Settings has them)."""
 
-    s = settings()
-    return RunStore(s.home / s.agents.store_file)
+    @property
+    def home(self) -> Path: ...
+
+    @property
+    def agents(self) -> AgentsConfig: ...
+
+    @property
+    def security(self) -> SecurityConfig: ...
+
+    @property
+    def manufacturing(self) -> ManufacturingConfig: ...
+
+
+@dataclass(frozen=True)
+class RuntimeSetup:
+    """What the agent runtime takes from the root settings, resolved once by the caller (CLI, console, root)."""
+
+    home: Path
+    """The home folder: run store, tool sets' per-run state."""
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    manufacturing: ManufacturingConfig = field(default_factory=ManufacturingConfig)
+    """The manufacturing tool set's plants (RUL model, job-shop workers)."""
+
+    @classmethod
+    def from_settings(cls, s: _RootSettings) -> RuntimeSetup:
+        return cls(s.home, s.agents, s.security, s.manufacturing)
+
+    @property
+    def store_path(self) -> Path:
+        """The durable run store."""
+        return self.home / self.agents.store_file
+
+    @property
+    def toolsets_dir(self) -> Path:
+        """Per-run state of stateful tool sets (one subfolder each, e.g. manufacturing/<run>.json for the plant)."""
+        return self.home / "agents" / "toolsets"
+
+
+def run_store(setup: RuntimeSetup) -> RunStore:
+    """The run store under the setup's home."""
+    return RunStore(setup.store_path)
 
 
 @contextmanager
 def open_runtime(
-    team: AgentTeam, *, base_url: str | None = None, model: str | None = None, sink: ExperienceSink | None = None
+    team: AgentTeam, setup: RuntimeSetup, *, base_url: str | None = None, model: str | None = None,
+    sink: ExperienceSink | None = None, new_sink: Callable[[], ExperienceSink] | None = None,
+    client_class: type[ModelClient] = ModelClient,
 ) -> Iterator[AgentRuntime]:
-    """A runtime for `team`; without a base URL (argument or agents.gateway_url) an embedded gateway starts."""
-    from blacksoil.config import settings
+    """A runtime for `team`; without a base URL (argument or agents.gateway_url) an embedded gateway starts.
 
-    s = settings()
-    cfg = s.agents
+    The runs' experience goes to `sink`; without one, to the embedded gateway's sink, or (outside gateway) to a
+    sink `new_sink()` makes, closed with the runtime. The caller holding the root settings passes the platform's
+    sink factory: this pillar sits below the composition root. `client_class` builds the model client
+    (AgentScore passes a metering subclass).
+    """
+    cfg = setup.agents
     url = base_url or cfg.gateway_url
     with ExitStack() as stack:
         if url is None:
@@ -41,33 +93,33 @@ def open_runtime(
             gw = stack.enter_context(gateway())
             url, model = gw.openai_base_url, model or gw.model
             sink = sink if sink is not None else gw.sink
-        elif sink is None:
-            from blacksoil.platform import make_sink
-
-            own = make_sink(s)
+        elif sink is None and new_sink is not None:
+            own = new_sink()
             stack.callback(own.close)
             sink = own
-        client = ModelClient(
+        client = client_class(
             url, model=model, api_key=cfg.api_key, timeout_s=cfg.request_timeout_s,
             max_tokens=cfg.completion_max_tokens,
             temperature=cfg.temperature,
         )  # fmt: skip
         stack.callback(client.close)
-        store = run_store()
+        store = run_store(setup)
         stack.callback(store.close)
-        runtime = AgentRuntime(team, model=client, store=store, config=cfg, sink=sink)
+        runtime = AgentRuntime(team, model=client, store=store, config=cfg, sink=sink, security=setup.security,
+                               toolsets_dir=setup.toolsets_dir, plant=(setup.home, setup.manufacturing))
         stack.callback(runtime.close)
         yield runtime
 
 
-def decide_call(team: AgentTeam, run_id: str, call_id: str, *, approve: bool, by: str, note: str = "") -> str:
+def decide_call(team: AgentTeam, setup: RuntimeSetup, run_id: str, call_id: str, *, approve: bool, by: str,
+                note: str = "") -> str:
     """Record a human's decision on a pending call without a model; returns the root run to resume."""
     from blacksoil.agents.guard import Guard
     from blacksoil.agents.loop import policy_paths
 
-    store = run_store()
+    store = run_store(setup)
     try:
-        guard = Guard(team.agents, policy_paths(team))
+        guard = Guard(team.agents, policy_paths(team), security=setup.security)
         rec = store.get_call(run_id, call_id)
         if rec is None or rec.status != "awaiting_approval":
             state = "does not exist" if rec is None else f"is {rec.status}"

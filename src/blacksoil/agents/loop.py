@@ -20,6 +20,10 @@ from blacksoil.agents.store import CallRecord, RunRecord, RunStore
 from blacksoil.agents.toolbox import Toolbox
 from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import RetryableError, UserError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
+from blacksoil.security.config import SecurityConfig
+
+__all__ = ["FINAL_STATUSES", "REASONS", "AgentRuntime", "RunResult", "policy_paths"]
 
 #: Why a run ended (or paused); every run gets exactly one.
 REASONS = (
@@ -63,13 +67,21 @@ class AgentRuntime:
         config: AgentsConfig,
         guard: Guard | None = None,
         sink: ExperienceSink | None = None,
+        security: SecurityConfig | None = None,
+        toolsets_dir: Path | None = None,
+        plant: tuple[Path, ManufacturingConfig] | None = None,
     ) -> None:
+        """`security`: policy files and sandbox limits (None = the defaults); `toolsets_dir`: where stateful tool
+        sets keep per-run state (None = `toolsets/` beside the run store); `plant`: (home, manufacturing
+        settings) for the manufacturing tool set (None: its plants resolve the process's)."""
         self.team = team
         self.model = model
         self.store = store
         self.config = config
-        self.guard = guard or Guard(team.agents, policy_paths(team))
-        self.toolbox = Toolbox(team, config, run_worker=self._run_worker)
+        self.guard = guard or Guard(team.agents, policy_paths(team), security=security)
+        folder = toolsets_dir if toolsets_dir is not None else store.path.parent / "toolsets"
+        self.toolbox = Toolbox(team, config, run_worker=self._run_worker, folder=folder, security=security,
+                               plant=plant)
         self.calls = CallExecutor(store, self.guard, self.toolbox, config, sink)
 
     # -- public ---------------------------------------------------------------------------------------------------

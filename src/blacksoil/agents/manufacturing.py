@@ -13,6 +13,7 @@ from typing import Any
 
 from blacksoil.agents.tools import Tool, ToolContext, ToolFlags
 from blacksoil.errors import ConfigError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 
 #: Tools that change the plant: never executed twice for one call, count for the rule of two.
 STATE_CHANGING = frozenset({
@@ -29,10 +30,14 @@ def _root(run_id: str) -> str:
 class PlantToolset:
     """The plant tools bound to a per-run plant stored as JSON under `folder`."""
 
-    def __init__(self, folder: Path, seed: int = 0, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, folder: Path, seed: int = 0, overrides: dict[str, Any] | None = None, *,
+                 home: Path | None = None, config: ManufacturingConfig | None = None) -> None:
+        """`home` and `config`: the manufacturing settings its plants use (RUL model cache, job-shop workers); the
+        runtime's Toolbox hands them in (None: the plant resolves the process's, see factories defaults.py)."""
         self.folder = Path(folder)
         self.seed = seed
         self.overrides = overrides
+        self.home, self.config = home, config
         self._plants: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -48,9 +53,10 @@ class PlantToolset:
             if key not in self._plants:
                 p = self.path(key)
                 if p.exists():
-                    self._plants[key] = Plant(json.loads(p.read_text()))
+                    self._plants[key] = Plant(json.loads(p.read_text()), home=self.home, config=self.config)
                 else:
-                    self._plants[key] = Plant.create(seed=self.seed, overrides=self.overrides)
+                    self._plants[key] = Plant.create(seed=self.seed, overrides=self.overrides, home=self.home,
+                                                     config=self.config)
                     self._save(key)
             return self._plants[key]
 

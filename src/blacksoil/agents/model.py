@@ -13,6 +13,8 @@ import httpx
 
 from blacksoil.errors import ConfigError, RetryableError, UserError
 
+__all__ = ["ModelClient", "ModelReply"]
+
 
 @dataclass
 class ModelReply:

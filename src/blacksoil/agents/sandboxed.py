@@ -13,6 +13,7 @@ from typing import Any
 
 from blacksoil.agents.tools import Tool, ToolContext, ToolFlags
 from blacksoil.errors import UserError
+from blacksoil.security.config import SecurityConfig
 
 _RUNNER = """
 import json, sys
@@ -33,10 +34,11 @@ def _root(run_id: str) -> str:
 class SandboxToolset:
     """run_python, run_shell, write_file, read_file, list_files in one workspace per run (security/sandbox_tools)."""
 
-    def __init__(self, folder: Path | None = None) -> None:
+    def __init__(self, folder: Path | None = None, security: SecurityConfig | None = None) -> None:
         from blacksoil.security.sandbox import Sandbox
 
-        self.sandbox = Sandbox()
+        # The runtime's Toolbox hands in the security settings (sandbox limits); None = their defaults.
+        self.sandbox = Sandbox(security or SecurityConfig())
 
     def tools(self) -> list[Tool]:
         from blacksoil.factories.toolspec import bind

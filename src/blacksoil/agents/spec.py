@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from blacksoil.agents.mcp_tools import MCPServerSpec, ToolFlagsSpec
 from blacksoil.errors import ConfigError, NotFoundError
 
+__all__ = ["AgentSpec", "AgentTeam", "Limits", "load_team", "team_from_dict"]
+
 
 class Limits(BaseModel):
-    """Budgets of one run; None falls back to settings().agents."""
+    """Budgets of one run; None falls back to the runtime's AgentsConfig."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from blacksoil.errors import NotFoundError, UserError
 
+__all__ = ["CALL_STATUSES", "RUN_STATUSES", "CallRecord", "RunRecord", "RunStore"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,

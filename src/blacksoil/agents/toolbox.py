@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from blacksoil.agents.config import AgentsConfig
@@ -15,6 +16,8 @@ from blacksoil.agents.multi import final_answer_tool, handoff_tool, worker_tool
 from blacksoil.agents.spec import AgentSpec, AgentTeam
 from blacksoil.agents.tools import Tool, ToolRegistry, Toolset, open_toolset
 from blacksoil.errors import ConfigError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
+from blacksoil.security.config import SecurityConfig
 
 
 def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
@@ -37,9 +40,17 @@ def bound_strings(schema: dict[str, Any], limit: int) -> dict[str, Any]:
 class Toolbox:
     """Per-agent tool registries and the policy facts their tool sets provide."""
 
-    def __init__(self, team: AgentTeam, config: AgentsConfig, run_worker: Callable[[str, str, Any], str]) -> None:
+    def __init__(self, team: AgentTeam, config: AgentsConfig, run_worker: Callable[[str, str, Any], str], *,
+                 folder: Path, security: SecurityConfig | None = None,
+                 plant: tuple[Path, ManufacturingConfig] | None = None) -> None:
+        """`folder`: where stateful tool sets keep per-run state (one subfolder per tool set, e.g. the plant);
+        `security`: the settings the sandbox tool set runs under (None = their defaults); `plant`: (home,
+        manufacturing settings) of the manufacturing tool set's plants (None: the plant resolves its own)."""
         self.team = team
         self.config = config
+        self.folder = folder
+        self.security = security or SecurityConfig()
+        self.plant = plant
         self._run_worker = run_worker
         self._registries: dict[str, ToolRegistry] = {}
         self._toolsets: dict[str, list[Toolset]] = {}
@@ -52,10 +63,7 @@ class Toolbox:
         return self._registries[agent.name]
 
     def _build(self, agent: AgentSpec) -> ToolRegistry:
-        from blacksoil.config import settings
-
-        folder = settings().home / "agents" / "toolsets"
-        toolsets = [open_toolset(ref, agent.toolset_options.get(ref), folder / ref) for ref in agent.tools]
+        toolsets = [open_toolset(ref, self._options(ref, agent), self.folder / ref) for ref in agent.tools]
         tools = [t for ts in toolsets for t in ts.tools()]
         if agent.include_tools:
             missing = set(agent.include_tools) - {t.name for t in tools}
@@ -77,6 +85,15 @@ class Toolbox:
             tools.append(final_answer_tool())
         self._toolsets[agent.name] = toolsets
         return ToolRegistry(tools)
+
+    def _options(self, ref: str, agent: AgentSpec) -> dict[str, Any] | None:
+        """The spec's options of a tool set; the sandbox tool set also gets the security settings it runs under."""
+        options = agent.toolset_options.get(ref)
+        if ref == "sandbox":
+            return {**(options or {}), "security": self.security}
+        if ref == "manufacturing" and self.plant is not None:
+            return {**(options or {}), "home": self.plant[0], "config": self.plant[1]}
+        return options
 
     def facts(self, agent: AgentSpec, run_id: str) -> dict[str, Any]:
         """World state the policies read, merged from the agent's tool sets."""

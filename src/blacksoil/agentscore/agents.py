@@ -16,6 +16,8 @@ from blacksoil.factories.toolspec import ToolSpec, to_json
 from .environments import Environment
 from .tasks import Task
 
+__all__ = ["Agent", "NullAgent", "OracleAgent", "Step", "ToolBox", "Trajectory"]
+
 
 @dataclass
 class Step:

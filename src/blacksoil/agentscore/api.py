@@ -8,16 +8,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import ConfigError
 
 from .agents import Agent, NullAgent, OracleAgent
+from .config import AgentscoreConfig
+from .rewards import RewardRecorder
 from .runner import Episode, run_episode, run_tasks
 from .tasks import SPLITS, SUITES, Task
 from .tasks import list_tasks as _list_tasks
 
+if TYPE_CHECKING:
+    from blacksoil.agents.launcher import RuntimeSetup
+
 AGENTS = ("runtime", "llm", "oracle", "null")
-__all__ = ["AGENTS", "Episode", "Task", "get_task", "list_tasks", "make_agent", "run_task", "run_tasks", "splits",
-           "suites", "training_tasks"]
+__all__ = ["AGENTS", "Episode", "RewardRecorder", "Task", "get_task", "list_tasks", "make_agent", "practice_tasks",
+           "run_task", "run_tasks", "splits", "suites", "training_tasks"]
 
 
 def suites() -> list[str]:
@@ -56,9 +65,16 @@ def get_task(suite: str, task_id: str) -> Task:
 
 
 def make_agent(name: str, *, base_url: str | None = None, model: str | None = None,
-               step_budget: int | None = None, approvals: str | None = None) -> Agent:
+               step_budget: int | None = None, approvals: str | None = None, config: AgentscoreConfig | None = None,
+               api_key: str | None = None, runtime: RuntimeSetup | None = None,
+               new_sink: Callable[[], ExperienceSink] | None = None) -> Agent:
     """An agent by name: `runtime` (the agent runtime) or `llm` (the built-in loop), both needing base_url and model
-    of an OpenAI-compatible endpoint; `oracle`, `null`. `approvals` (runtime only): `none` or `auto`."""
+    of an OpenAI-compatible endpoint; `oracle`, `null`. `approvals` (runtime only): `none` or `auto`.
+
+    Settings come in as arguments: `config` is AgentScore's (None = its defaults); the llm agent sends `api_key`
+    (agents.api_key); the runtime agent needs `runtime` (its home, agents and security settings) and records
+    experience through sinks `new_sink()` makes.
+    """
     if name == "oracle":
         return OracleAgent()
     if name == "null":
@@ -70,12 +86,18 @@ def make_agent(name: str, *, base_url: str | None = None, model: str | None = No
     if name == "runtime":
         from .runtime_agent import RuntimeAgent
 
-        return RuntimeAgent(base_url, model, step_budget=step_budget, approvals=approvals)
+        if runtime is None:
+            raise ConfigError("the runtime agent needs its settings: pass runtime=RuntimeSetup(home, agents, security)")
+        return RuntimeAgent(base_url, model, setup=runtime, config=config, new_sink=new_sink,
+                            step_budget=step_budget, approvals=approvals)
     from .llm_agent import OpenAIToolAgent
 
-    return OpenAIToolAgent(base_url, model, step_budget=step_budget)
+    return OpenAIToolAgent(base_url, model, api_key, step_budget=step_budget, config=config)
 
 
-def run_task(agent: Agent, task: Task, trial: int = 0) -> Episode:
-    """Run one agent on one task in a fresh environment: Episode with reward (0..1), passed and trajectory."""
-    return run_episode(agent, task, trial)
+def run_task(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None) -> Episode:
+    """Run one agent on one task in a fresh environment: Episode with reward (0..1), passed and trajectory.
+
+    With `rewards` (RewardRecorder.from_config), the reward is also stored on the session the endpoint saw.
+    """
+    return run_episode(agent, task, trial, rewards)

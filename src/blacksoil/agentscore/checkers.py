@@ -12,6 +12,8 @@ from typing import Any
 
 from .tasks import Predicate, Task
 
+__all__ = ["CheckResult", "Verdict", "check", "check_one", "compare", "count_matching", "resolve"]
+
 _MISSING = object()
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 

@@ -35,7 +35,7 @@ def score(
                                           "oracle (scripted) or null (does nothing)."),
     suite: str = typer.Option("manufacturing", help="manufacturing, tools-basic, jobshop-quality or "
                                                       "tools-general (held out: dev and test only)."),
-    split: str = typer.Option("test", help="train, dev or test (test is never used for training)."),
+    split: str = typer.Option("test", help="train, dev, test (test is never used for training) or all."),
     k: int = typer.Option(1, help="Trials per task; pass^k counts a task only if all k pass."),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL (…/v1); default: start the local gateway."),
     model: str = typer.Option(None, help="Model name at the endpoint; default: the gateway's default model."),
@@ -49,30 +49,35 @@ def score(
     from rich.progress import Progress
 
     from blacksoil import benchlog
+    from blacksoil.agents.launcher import RuntimeSetup
     from blacksoil.config import settings
+    from blacksoil.experience.sink import make_sink
 
     from . import api, metrics, report
 
+    s = settings()
     if k < 1:
         raise ConfigError(f"--k {k} must be at least 1")
-    tasks = api.list_tasks(suite, split)
+    tasks = api.list_tasks(suite, None if split == "all" else split)
     if limit > 0:
         tasks = tasks[:limit]
     if not tasks:
         raise ConfigError(f"suite {suite} has no tasks in split {split}")
     with _endpoint(agent, endpoint, model) as (base_url, model_name):
         runner = api.make_agent(agent, base_url=base_url, model=model_name, step_budget=step_budget or None,
-                                approvals=approvals)
+                                approvals=approvals, config=s.agentscore, api_key=s.agents.api_key,
+                                runtime=RuntimeSetup.from_settings(s), new_sink=lambda: make_sink(s))
+        rewards = api.RewardRecorder.from_config(s.home, s.experience, s.agentscore)
         with Progress() as bar:
             job = bar.add_task(f"{suite}/{split} {agent}", total=len(tasks) * k)
-            episodes = api.run_tasks(runner, tasks, k, on_episode=lambda _: bar.advance(job))
-    summary = metrics.summarize(episodes, model_name or agent, settings().agentscore)
+            episodes = api.run_tasks(runner, tasks, k, on_episode=lambda _: bar.advance(job), rewards=rewards)
+    summary = metrics.summarize(episodes, model_name or agent, s.agentscore)
     run: dict[str, Any] = {"agent": agent, "model": model_name, "endpoint": base_url, "suite": suite, "split": split,
                            "k": k, "summary": summary, "episodes": [e.to_dict() for e in episodes]}
-    run_path = report.save_run(run)
-    html = report.write_html(run)
+    run_path = report.save_run(s.home, run)
+    html = report.write_html(s.home, run)
     images: list[str] = []
-    dest = benchlog.destination(settings().home, write_doc)
+    dest = benchlog.destination(s.home, write_doc)
     dest.img.mkdir(parents=True, exist_ok=True)
     for name in ("categories", "pareto"):
         # The runtime agent's plots get their own names so the llm baseline entry's plots stay what they were.
@@ -105,14 +110,15 @@ def bench_factory(
 
     if time_limit <= 0:
         raise ConfigError(f"--time-limit {time_limit} must be > 0 seconds")
+    s = settings()
     names = ("ft06", "la01", "la02") if quick else bench.DEFAULT_INSTANCES
-    out = bench.run(names, 1.0 if quick else time_limit)
+    out = bench.run(s.home, s.manufacturing, names, 1.0 if quick else time_limit)
     notes = ("CP-SAT with 2 workers on a 2-core machine shared with other jobs (timings inflated). "
              "RUL: HistGradientBoosting on rolling features, target capped at 125, evaluated at each test "
              "engine's last cycle against RUL_FD001.")
     benchlog.report("Factory: RUL (C-MAPSS FD001) and job shop (CP-SAT)", ["item", "value", "reference / detail"],
                     out["rows"], out["result"], notes=notes,
-                    dest=benchlog.destination(settings().home, write_doc))
+                    dest=benchlog.destination(s.home, write_doc))
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

@@ -5,59 +5,41 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from blacksoil.configbase import ComponentConfig
+
+__all__ = ["AgentscoreConfig"]
 
 
 class AgentscoreConfig(ComponentConfig):
     """Settings of the AgentScore benchmark: the model agent's loop limits and the cost price table."""
 
-    step_budget: int = 12
+    step_budget: PositiveInt = 12
     """Most model calls the built-in agent makes per task before it must stop (count)."""
-    max_tokens: int = 128
+    max_tokens: PositiveInt = 128
     """Most output tokens per model call (tokens; a tool call or a brief answer needs < 60)."""
-    temperature: float = 0.0
+    temperature: NonNegativeFloat = 0.0
     """Sampling temperature of the model agent (0 = greedy)."""
-    request_timeout_s: float = 300.0
+    request_timeout_s: NonNegativeFloat = 300.0
     """Timeout of one model call to the endpoint (seconds)."""
-    price_prompt_usd_per_mtok: float = 0.02
+    price_prompt_usd_per_mtok: NonNegativeFloat = 0.02
     """Default price of prompt tokens (USD per million tokens) for models not in model_prices."""
-    price_output_usd_per_mtok: float = 0.06
+    price_output_usd_per_mtok: NonNegativeFloat = 0.06
     """Default price of output tokens (USD per million tokens) for models not in model_prices."""
     model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     """Per-model (prompt, output) prices in USD per million tokens, overriding the defaults."""
-    price_cpu_usd_per_hour: float = 0.04
+    price_cpu_usd_per_hour: NonNegativeFloat = 0.04
     """Price of one CPU core-hour (USD), charged on the CPU seconds a run uses."""
 
-    runtime_approvals: str = "none"
+    runtime_approvals: Literal["none", "auto"] = "none"
     """Runtime agent: calls needing a human stay pending (`none`: the task is judged as left) or `auto`-approved."""
     runtime_tenant: str = "default"
     """Runtime agent: tenant of the runs (policy principal, audit) and of the rewards in the experience store."""
     record_rewards: bool = True
     """Store each episode's checker reward in the experience store when the agent reports its session id."""
-
-    @field_validator("runtime_approvals")
-    @classmethod
-    def _approvals(cls, v: str) -> str:
-        if v not in ("none", "auto"):
-            raise ValueError(f"runtime_approvals {v!r} must be 'none' or 'auto'")
-        return v
-
-    @field_validator("step_budget", "max_tokens")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"{v} must be a positive integer")
-        return v
-
-    @field_validator("price_prompt_usd_per_mtok", "price_output_usd_per_mtok", "price_cpu_usd_per_hour",
-                     "request_timeout_s", "temperature")
-    @classmethod
-    def _not_negative(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError(f"{v} must not be negative")
-        return v
 
     def prices(self, model: str) -> tuple[float, float]:
         """(prompt, output) USD per million tokens for a model."""

@@ -68,11 +68,25 @@ def _general(seed: int, overrides: dict[str, Any]) -> Environment:
     return GeneralWorkspace(seed, overrides)
 
 
+def _embodied(seed: int, overrides: dict[str, Any]) -> Environment:
+    from blacksoil.factories.embodied.env import EmbodiedEnv
+
+    return EmbodiedEnv(seed, overrides)
+
+
+def _healthcare(seed: int, overrides: dict[str, Any]) -> Environment:
+    from blacksoil.factories.healthcare.env import HealthcareEnv
+
+    return HealthcareEnv(seed, overrides)
+
+
 DOMAINS: dict[str, Callable[[int, dict[str, Any]], Environment]] = {
     "manufacturing": ManufacturingEnv,
     "jobshop": _jobshop,
     "tools-basic": _toolbox,
     "tools-general": _general,
+    "embodied": _embodied,
+    "healthcare": _healthcare,
 }
 
 

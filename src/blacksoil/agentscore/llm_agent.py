@@ -9,13 +9,15 @@ import json
 import time
 from typing import Any
 
-from blacksoil.config import settings
+from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.errors import RetryableError, UserError
 from blacksoil.factories.toolspec import to_json
 
 from .agents import Step, ToolBox
 from .environments import Environment
 from .tasks import Task
+
+__all__ = ["OpenAIToolAgent"]
 
 
 def _stuck(steps: list[Step], repeats: int = 3) -> bool:
@@ -25,28 +27,40 @@ def _stuck(steps: list[Step], repeats: int = 3) -> bool:
 
 
 class OpenAIToolAgent:
-    """Drives a chat model with `tools=[...]` through the OpenAI SDK."""
+    """Drives a chat model with `tools=[...]` through the OpenAI SDK.
+
+    `config` holds the loop limits and sampling (agentscore section of the settings; None = its defaults).
+    `temperature` overrides the config's and `user` tags every call with a session id: the learner collects
+    attempts this way (the gateway groups an attempt's model calls by it). Subclasses that need another request
+    override `complete`, the one place a model call is made.
+    """
 
     name = "llm"
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, step_budget: int | None = None) -> None:
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, step_budget: int | None = None, *,
+                 config: AgentscoreConfig | None = None, temperature: float | None = None,
+                 user: str | None = None) -> None:
         import openai
 
-        cfg = settings().agentscore
-        # The same key the agent runtime sends: with platform API keys it picks the tenant the calls count for.
-        api_key = api_key or settings().agents.api_key
+        self.config = cfg = config or AgentscoreConfig()
         self.model = model
         self.step_budget = step_budget or cfg.step_budget
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=cfg.request_timeout_s, max_retries=1)
+        self.temperature = cfg.temperature if temperature is None else temperature
+        self.user = user
+        # The same key the agent runtime sends (agents.api_key): with platform API keys it picks the tenant the
+        # calls count for; "none" is that setting's default (no keys configured).
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", timeout=cfg.request_timeout_s,
+                                    max_retries=1)
 
-    def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
+        """One chat completion with the tools; endpoint failures become RetryableError / UserError."""
         import openai
 
-        cfg = settings().agentscore
+        extra: dict[str, Any] = {"user": self.user} if self.user is not None else {}
         try:
             return self.client.chat.completions.create(
                 model=self.model, messages=messages, tools=tools,  # type: ignore[arg-type]
-                max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                max_tokens=self.config.max_tokens, temperature=self.temperature, **extra,
             )
         except openai.APIConnectionError as e:
             raise RetryableError(f"endpoint {self.client.base_url} unreachable ({e}); start the gateway "
@@ -67,7 +81,7 @@ class OpenAIToolAgent:
                 traj.stopped = "loop"
                 return
             t0 = time.perf_counter()
-            resp = self._complete(messages, specs)
+            resp = self.complete(messages, specs)
             usage = resp.usage
             msg = resp.choices[0].message
             traj.steps.append(Step("model", self.model, result=msg.content,

@@ -1,4 +1,4 @@
-"""Run storage (JSON under settings().home/agentscore/runs) and the HTML report with matplotlib plots.
+"""Run storage (JSON under <home>/agentscore/runs) and the HTML report with matplotlib plots.
 
 Plots: completion per category for this run; cost vs completion over all stored runs of the suite (Pareto).
 """
@@ -12,28 +12,28 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from blacksoil.config import settings
+__all__ = ["load_runs", "pareto_front", "plot_categories", "plot_pareto", "runs_dir", "save_run", "write_html"]
 
 
-def runs_dir() -> Path:
-    """Folder of stored runs."""
-    return settings().home / "agentscore" / "runs"
+def runs_dir(home: Path) -> Path:
+    """Folder of stored runs under the home folder."""
+    return home / "agentscore" / "runs"
 
 
-def save_run(run: dict[str, Any]) -> Path:
+def save_run(home: Path, run: dict[str, Any]) -> Path:
     """Store a run (metadata, summary, episodes) as JSON; returns its path."""
     run.setdefault("run_id", dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
     run.setdefault("created", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    path = runs_dir() / f"{run['run_id']}.json"
+    path = runs_dir(home) / f"{run['run_id']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run, indent=1, default=str))
     return path
 
 
-def load_runs(suite: str | None = None) -> list[dict[str, Any]]:
+def load_runs(home: Path, suite: str | None = None) -> list[dict[str, Any]]:
     """All stored runs (optionally of one suite), oldest first; unreadable files are skipped."""
     out = []
-    for p in sorted(runs_dir().glob("*.json")):
+    for p in sorted(runs_dir(home).glob("*.json")):
         try:
             run = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
@@ -109,11 +109,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def write_html(run: dict[str, Any]) -> Path:
-    """The run's HTML report (summary table, per-task table, both plots) beside the run file."""
-    out = settings().home / "agentscore" / "reports" / run["run_id"]
+def write_html(home: Path, run: dict[str, Any]) -> Path:
+    """The run's HTML report (summary table, per-task table, both plots) under <home>/agentscore/reports."""
+    out = home / "agentscore" / "reports" / run["run_id"]
     cat_png = plot_categories(run, out / "categories.png")
-    pareto_png = plot_pareto(load_runs(run["suite"]), run["run_id"], out / "pareto.png")
+    pareto_png = plot_pareto(load_runs(home, run["suite"]), run["run_id"], out / "pareto.png")
     s = run["summary"]
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in s.items())
     eps = "".join(

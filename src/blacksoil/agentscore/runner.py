@@ -15,6 +15,7 @@ from blacksoil.errors import BlacksoilError, ConfigError
 from .agents import Agent, ToolBox, Trajectory
 from .checkers import check
 from .environments import env_for
+from .rewards import RewardRecorder
 from .tasks import Task
 
 
@@ -71,8 +72,11 @@ def cpu_seconds() -> float:
     return total
 
 
-def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
-    """Build the task's environment, let the agent act, check the final state and answer."""
+def run_episode(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None) -> Episode:
+    """Build the task's environment, let the agent act, check the final state and answer.
+
+    With `rewards`, the checker's reward is stored on the session the endpoint saw (see rewards.py).
+    """
     env = env_for(task)
     initial = env.snapshot()
     traj = Trajectory()
@@ -88,7 +92,7 @@ def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
     # A child that exits mid-episode drops out of the sum; never report negative CPU.
     latency, cpu = time.perf_counter() - t0, max(0.0, cpu_seconds() - c0)
     verdict = check(task, env.snapshot(), traj.answer, initial)
-    recorded = _record_reward(task, trial, traj, verdict.reward, verdict.passed)
+    recorded = _record_reward(rewards, task, trial, traj, verdict.reward, verdict.passed)
     tool_steps = [s for s in traj.steps if s.kind == "tool"]
     model_steps = [s for s in traj.steps if s.kind == "model"]
     return Episode(
@@ -106,23 +110,19 @@ def run_episode(agent: Agent, task: Task, trial: int = 0) -> Episode:
     )
 
 
-def _record_reward(task: Task, trial: int, traj: Trajectory, reward: float, passed: bool) -> bool:
+def _record_reward(rewards: RewardRecorder | None, task: Task, trial: int, traj: Trajectory, reward: float,
+                   passed: bool) -> bool:
     """The checker's reward into the experience store, on the session the endpoint saw (when the agent has one)."""
-    from blacksoil.config import settings
-
-    cfg = settings().agentscore
     # The test split is held out from learning: its rewards never reach the store the learner reads.
-    if traj.session_id is None or not cfg.record_rewards or task.split == "test":
+    if rewards is None or traj.session_id is None or task.split == "test":
         return False
-    from .rewards import record_episode
-
-    return record_episode(cfg.runtime_tenant, traj.session_id, suite=task.suite, task_id=task.id,
-                          reward=round(reward, 6), passed=passed, trial=trial,
-                          policy_violations=traj.policy_violations, split=task.split)
+    return rewards.record(traj.session_id, suite=task.suite, task_id=task.id, reward=round(reward, 6),
+                          passed=passed, trial=trial, policy_violations=traj.policy_violations, split=task.split)
 
 
 def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
-              on_episode: Callable[[Episode], None] | None = None, concurrency: int = 1) -> list[Episode]:
+              on_episode: Callable[[Episode], None] | None = None, concurrency: int = 1,
+              rewards: RewardRecorder | None = None) -> list[Episode]:
     """Run every task k times (trials in task order); `on_episode` drives progress bars.
 
     With `concurrency` > 1 that many episodes run at once (each has its own environment; the agent must be
@@ -134,7 +134,7 @@ def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
     jobs = [(task, trial) for task in tasks for trial in range(k)]
 
     def one(job: tuple[Task, int]) -> Episode:
-        ep = run_episode(agent, *job)
+        ep = run_episode(agent, *job, rewards=rewards)
         if on_episode:
             on_episode(ep)
         return ep

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blacksoil.agents.launcher import RuntimeSetup
 from blacksoil.agents.loop import AgentRuntime, RunResult
 from blacksoil.agents.model import ModelClient, ModelReply
 from blacksoil.agents.spec import AgentSpec, AgentTeam, Limits
 from blacksoil.agents.store import CallRecord
+from blacksoil.agentscore.config import AgentscoreConfig
+from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import ConfigError, RetryableError
 
 from .agents import Step, ToolBox
@@ -48,15 +52,19 @@ class RuntimeAgent:
     `approvals="none"`: a call needing a human stays pending, the run ends paused and the task is judged on the
     state as it is (so tasks that need an approved call fail). `approvals="auto"`: a stand-in approver approves
     every pending call and the run resumes (at most `max_approval_rounds` times); hard denies still hold.
+
+    `setup` is the runtime's settings (home, agents, security); `config` AgentScore's (None = its defaults).
+    Each run's experience goes to a sink `new_sink()` makes (the platform's, from the caller holding the root
+    settings); without it the runs record none, and rewards then find no session to join.
     """
 
     name = "runtime"
 
-    def __init__(self, base_url: str, model: str, *, step_budget: int | None = None, approvals: str | None = None,
-                 tenant: str | None = None, max_approval_rounds: int = 5) -> None:
-        from blacksoil.config import settings
-
-        cfg = settings().agentscore
+    def __init__(self, base_url: str, model: str, *, setup: RuntimeSetup, config: AgentscoreConfig | None = None,
+                 new_sink: Callable[[], ExperienceSink] | None = None, step_budget: int | None = None,
+                 approvals: str | None = None, tenant: str | None = None, max_approval_rounds: int = 5) -> None:
+        cfg = config or AgentscoreConfig()
+        self.setup, self.new_sink = setup, new_sink
         self.approvals = approvals or cfg.runtime_approvals
         if self.approvals not in APPROVALS:
             raise ConfigError(f"approvals {self.approvals!r} is unknown; use one of {', '.join(APPROVALS)}")
@@ -79,35 +87,24 @@ class RuntimeAgent:
         )  # fmt: skip
 
     def run(self, task: Task, env: Environment, tools: ToolBox) -> None:
-        """One run in a fresh runtime; the final state goes back into `env` for the checker."""
-        from blacksoil.agents.launcher import run_store
-        from blacksoil.config import settings
-        from blacksoil.platform import make_sink
+        """One run in a fresh runtime (agents.launcher.open_runtime); the final state goes back into `env`."""
+        from blacksoil.agents.launcher import open_runtime
 
-        s = settings()
         run_id = f"as-{uuid.uuid4().hex[:12]}"
         traj = tools.trajectory
         traj.session_id = run_id  # the runtime sends it as X-Session-Id: the session the gateway records
-        client = _MeteredClient(self.base_url, model=self.model, api_key=s.agents.api_key,
-                                timeout_s=s.agents.request_timeout_s, max_tokens=s.agents.completion_max_tokens,
-                                temperature=s.agents.temperature)
-        store, sink = run_store(), make_sink(s)
         team = AgentTeam(agents=[self.spec(task, env, run_id)], source=f"agentscore:{task.id}")
-        runtime = AgentRuntime(team, model=client, store=store, config=s.agents, sink=sink)
-        asked: dict[str, CallRecord] = {}
-        try:
+        with open_runtime(team, self.setup, base_url=self.base_url, model=self.model, new_sink=self.new_sink,
+                          client_class=_MeteredClient) as runtime:
+            client = runtime.model
+            assert isinstance(client, _MeteredClient)  # open_runtime built it from client_class
+            asked: dict[str, CallRecord] = {}
             with lend(run_id, env):
                 result = runtime.run(task.instruction, run_id=run_id, user="agentscore")
                 result = self._approve(runtime, result, asked)
-            calls = store.calls(run_id)
-            self._record(traj, client, calls, asked, result)
-        finally:
-            runtime.close()
-            store.close()
-            sink.close()
-            client.close()
+            self._record(traj, client, runtime.store.calls(run_id), asked, result)
         if isinstance(env, ManufacturingEnv):
-            self._load_plant(env, s.home / "agents" / "toolsets" / "manufacturing" / f"{run_id}.json")
+            self._load_plant(env, self.setup, run_id)
         if result.status == "failed":
             # The runner records the episode as an agent error (the endpoint failed after the runtime's retries).
             raise RetryableError(f"runtime run {run_id} failed ({result.reason}): {result.answer or 'no detail'}; "
@@ -126,14 +123,15 @@ class RuntimeAgent:
         return result
 
     @staticmethod
-    def _load_plant(env: ManufacturingEnv, path: Path) -> None:
+    def _load_plant(env: ManufacturingEnv, setup: RuntimeSetup, run_id: str) -> None:
         import json
 
         from blacksoil.factories.manufacturing.plant import Plant
 
+        path = setup.toolsets_dir / "manufacturing" / f"{run_id}.json"
         # No file means the run never touched the plant: the task's initial plant is the final state.
         if path.exists():
-            env.plant = Plant(json.loads(path.read_text()))
+            env.plant = Plant(json.loads(path.read_text()), home=setup.home, config=setup.manufacturing)
             path.unlink()  # the checker has it now; scoring runs would otherwise pile up plant files
 
     def _record(self, traj: Any, client: _MeteredClient, calls: list[CallRecord], asked: dict[str, CallRecord],

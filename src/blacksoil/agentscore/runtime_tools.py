@@ -20,7 +20,10 @@ from blacksoil.factories.toolspec import ToolSpec, to_json
 from .environments import Environment
 
 #: Tools that change an AgentScore environment (policies treat them as state-changing; see policies/).
-STATE_CHANGING = frozenset({"save_number", "save_text", "send_message", "dispatch_schedule", "submit_schedule"})
+STATE_CHANGING = frozenset({"save_number", "save_text", "send_message", "dispatch_schedule", "submit_schedule",
+                            # the embodied cell (factories/embodied/tools.py): everything but get_scene moves something
+                            "move_to", "open_gripper", "close_gripper", "pick", "place", "push", "inspect",
+                            "set_conveyor", "wait", "home", "stop", "set_keepout"})
 
 _LIVE: dict[str, Environment] = {}
 _LOCK = threading.Lock()
@@ -54,14 +57,18 @@ class EnvToolset:
 
     def tools(self) -> list[Tool]:
         """Every tool of the environment; AgentScore's include_tools narrows them to the task's."""
-        return [_as_tool(spec) for spec in self.env.tools()]
+        # An environment may declare its tools' safety flags (the hospital: PHI reads are sensitive).
+        traits = getattr(self.env, "tool_traits", None)
+        declared: dict[str, ToolFlags] = dict(traits()) if callable(traits) else {}
+        return [_as_tool(spec, declared.get(spec.name)) for spec in self.env.tools()]
 
     def facts(self, run_id: str) -> dict[str, Any]:
-        """These environments give the policies no world facts."""
-        return {}
+        """World facts for the policies when the environment has them (the embodied cell), else none."""
+        facts = getattr(self.env, "facts", None)
+        return dict(facts()) if callable(facts) else {}
 
 
-def _as_tool(spec: ToolSpec) -> Tool:
+def _as_tool(spec: ToolSpec, flags: ToolFlags | None = None) -> Tool:
     def invoke(arguments: dict[str, Any], ctx: ToolContext) -> Any:
         # The runtime shows results as text; a JSON round trip keeps them JSON-able (dates, tuples).
         return json.loads(to_json(spec.call(arguments)))
@@ -70,5 +77,5 @@ def _as_tool(spec: ToolSpec) -> Tool:
               "properties": {k: {kk: vv for kk, vv in v.items() if kk != "nullable"}
                              for k, v in spec.parameters.get("properties", {}).items()}}
     return Tool(name=spec.name, description=spec.description, parameters=params,
-                flags=ToolFlags(state_changing=spec.name in STATE_CHANGING), invoke=invoke,
+                flags=flags or ToolFlags(state_changing=spec.name in STATE_CHANGING), invoke=invoke,
                 source=f"python:{spec.fn.__module__}.{getattr(spec.fn, '__name__', spec.name)}")

@@ -202,6 +202,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "tools-basic": ("blacksoil.agentscore", "suites/tools_basic.yaml"),
     # Held out from learning by construction: dev and test splits only, no train split.
     "tools-general": ("blacksoil.agentscore", "suites/tools_general.yaml"),
+    "embodied": ("blacksoil.factories.embodied", "tasks/embodied.yaml"),
+    "healthcare": ("blacksoil.factories.healthcare", "tasks/healthcare.yaml"),
 }
 
 
@@ -220,7 +222,9 @@ def load_suite(name: str) -> SuiteFile:
 
 
 def list_tasks(suite: str, split: str | None = None) -> list[Task]:
-    """Tasks of a suite, optionally of one split (train, dev, test)."""
+    """Tasks of a suite, optionally of one split (train, dev, test; "all" means every split)."""
+    if split == "all":
+        split = None
     if split is not None and split not in SPLITS:
-        raise ConfigError(f"split={split!r} is unknown; use one of {', '.join(SPLITS)}")
+        raise ConfigError(f"split={split!r} is unknown; use one of {', '.join(SPLITS)} or all")
     return [t for t in load_suite(suite).tasks if split is None or t.split == split]

@@ -15,7 +15,8 @@ from typing import Any
 
 from blacksoil.benchlog import Destination
 from blacksoil.compression.config import CompressionConfig
-from blacksoil.compression.runner import METHODS, RunSpec, free_port, worker
+from blacksoil.compression.runner import METHODS, RunSpec, worker
+from blacksoil.distributed import Rendezvous
 from blacksoil.errors import InternalError
 
 OURS = "ours_shared"
@@ -50,8 +51,9 @@ def run_all(plan: BenchPlan, timeout_s: float = 3600.0) -> list[dict[str, Any]]:
     q = ctx.Queue()
     with tempfile.TemporaryDirectory(prefix="blacksoil-compression-") as tmp:
         out = str(Path(tmp) / "results.json")
-        port = free_port()
-        procs = [ctx.Process(target=worker, args=(r, 2, port, spec, out, q if r == 0 else None)) for r in range(2)]
+        rdv = Rendezvous.local(world_size=2)
+        # Processes of our own rather than distributed.spawn: rank 0's progress queue drives the bars meanwhile.
+        procs = [ctx.Process(target=worker, args=(r, rdv, spec, out, q if r == 0 else None)) for r in range(2)]
         for p in procs:
             p.start()
         deadline = time.monotonic() + timeout_s

@@ -12,6 +12,8 @@ from pydantic import model_validator
 from blacksoil.configbase import ComponentConfig
 from blacksoil.errors import ConfigError
 
+__all__ = ["CompressionConfig"]
+
 
 class CompressionConfig(ComponentConfig):
     """Settings of the priority-sampling DDP communication hook."""

@@ -14,6 +14,8 @@ from blacksoil.compression import priority
 from blacksoil.compression.config import CompressionConfig
 from blacksoil.compression.wire import allgather_into
 
+__all__ = ["BucketMemory", "PrioritySamplingState", "allreduce_mean", "priority_sampling_hook"]
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 

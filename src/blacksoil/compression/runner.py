@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from blacksoil.compression.hook import PrioritySamplingState, priority_sampling_
 from blacksoil.compression.topk import TopKState, topk_hook
 from blacksoil.compression.wire import WireCount, collective_meter, loopback_bytes
 from blacksoil.compression.workloads import heldout_loss, workload
+from blacksoil.distributed import Rendezvous, process_group
 from blacksoil.errors import ConfigError
 
 METHODS = (
@@ -59,13 +59,6 @@ class MethodResult:
     #: (step, held-out loss, cumulative payload bytes at that step)
     curve: list[tuple[int, float, int]]
     density: float | None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def attach(method: str, model: DDP, spec: RunSpec) -> PrioritySamplingState | None:
@@ -147,12 +140,11 @@ def train_one(
     )
 
 
-def worker(rank: int, world: int, port: int, spec: RunSpec, out: str, queue: Any) -> None:
+def worker(rank: int, rdv: Rendezvous, spec: RunSpec, out: str, queue: Any) -> None:
     """One process: join the gloo group, run every (workload, method), rank 0 writes the results."""
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
+    with process_group(rdv, rank):
         results = []
         for wl_name in spec.workloads:
             for method in spec.methods:
@@ -163,6 +155,3 @@ def worker(rank: int, world: int, port: int, spec: RunSpec, out: str, queue: Any
                 results.append(asdict(train_one(rank, wl_name, method, spec, progress)))
         if rank == 0:
             Path(out).write_text(json.dumps(results))
-        dist.barrier()  # no rank tears gloo down while a peer is still in a collective
-    finally:
-        dist.destroy_process_group()

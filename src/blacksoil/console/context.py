@@ -10,6 +10,9 @@ from typing import Any
 
 from blacksoil.config import Settings
 from blacksoil.console.sampler import ServingSampler
+from blacksoil.contracts import ReplicaControl
+
+__all__ = ["ConsoleContext", "card", "chart", "table"]
 
 
 @dataclass
@@ -18,8 +21,8 @@ class ConsoleContext:
 
     settings: Settings
     """Root settings (home folder, pillar configs)."""
-    pool: Any | None = None
-    """The gateway's ReplicaPool (serving view: replicas and adapter versions)."""
+    pool: ReplicaControl | None = None
+    """The gateway's replica pool (serving view: replicas; learning view: served name and adapter versions)."""
     sampler: ServingSampler | None = None
     """Live serving time series sampled from the gateway's metrics."""
     extras: dict[str, Any] = field(default_factory=dict)

@@ -11,11 +11,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from blacksoil.apibase import RequestBody
 from blacksoil.console.context import ConsoleContext
 from blacksoil.errors import NotFoundError
 from blacksoil.experience.api import tenant_of
+
+__all__ = ["Decision", "View", "console_router"]
 
 _HERE = Path(__file__).parent
 _STATIC = _HERE / "static"
@@ -23,7 +26,7 @@ _ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "chart.um
 View = Literal["serving", "agents", "experience", "learning", "scheduling", "agentscore"]
 
 
-class Decision(BaseModel):
+class Decision(RequestBody):
     """A human's decision on a pending tool call, taken from the console."""
 
     by: str = Field(default="console", min_length=1, max_length=200)

@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+__all__ = ["Point", "ServingSampler", "Snapshot", "histogram_quantile", "make_point", "take_snapshot"]
+
 _HISTOGRAMS = {
     "ttft": "blacksoil:time_to_first_token_seconds",
     "itl": "blacksoil:inter_token_latency_seconds",

@@ -4,6 +4,9 @@ What is protected, and what is not (each point has an attack test in tests/exper
 - Protected: e-mails, phone numbers, credit cards (Luhn), IBANs (mod-97), IPv4/IPv6, US SSNs, bitcoin
   addresses, API keys/tokens/passwords, employee/badge ids and plant serial numbers, in every string of
   messages, responses, tool arguments/results, errors and metadata (nested JSON included).
+- Protected: identifiers (tenant, session and request ids, from X-Session-Id / `user` / X-Tenant) that hold
+  PII are stored as a keyed hash, the same for every event, so sessions still group; idempotency keys are
+  stored only as keyed hashes. Nesting deeper than MAX_DEPTH is replaced whole, never skipped.
 - Protected: token ids and logprobs of a part whose text contained PII are dropped (they would decode back
   to the PII); the learner re-tokenizes the anonymized text.
 - Protected: no network call during analysis (no spaCy download, tldextract uses its bundled snapshot).
@@ -15,6 +18,8 @@ What is protected, and what is not (each point has an attack test in tests/exper
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -45,6 +50,10 @@ ENTITIES = (
 
 
 PSEUDONYM = re.compile(r"<([A-Z_]+):([A-Za-z0-9+/=_-]+)>")
+MAX_DEPTH = 64
+"""Deepest nesting anonymized; deeper values are replaced whole (recursing further hit Python's limit and the
+event was dropped)."""
+TOO_DEEP = "<NESTED_TOO_DEEP>"
 
 
 def _encrypting(entity: str, key: bytes) -> Callable[[str], str]:
@@ -87,7 +96,7 @@ class Anonymizer:
     """Finds structured PII in text and replaces it (`<EMAIL_ADDRESS>`) or encrypts it reversibly."""
 
     def __init__(self, mode: Mode = "redact", key: bytes | None = None, score_threshold: float = 0.35,
-                 entities: Iterable[str] = ENTITIES) -> None:
+                 entities: Iterable[str] = ENTITIES, id_key: bytes | None = None) -> None:
         if mode not in ("redact", "encrypt"):
             raise ConfigError(f"anonymizer mode {mode!r} is unknown; use 'redact' or 'encrypt'")
         if mode == "encrypt" and (key is None or len(key) not in (16, 24, 32)):
@@ -98,6 +107,31 @@ class Anonymizer:
         self.entities = list(entities)
         self.analyzer = build_analyzer()
         self.engine = AnonymizerEngine()
+        # Keyed, so a pseudonym cannot be reversed by hashing guesses; persisted by from_settings so that the
+        # same identifier maps to the same pseudonym across restarts (sessions keep grouping).
+        self.id_key = id_key or secrets.token_bytes(32)
+        self._ids: dict[str, str] = {}
+
+    def pseudonymize_id(self, value: str | None) -> str | None:
+        """An identifier (session, tenant, request id) as stored: unchanged unless it holds PII, then a keyed hash.
+
+        Deterministic, so every event of a session still groups and lookups by the raw id still find it.
+        """
+        if not value:
+            return value
+        out = self._ids.get(value)
+        if out is None:
+            out = "anon-" + self._mac(value)[:32] if self.find(value) else value
+            if len(self._ids) < 100_000:
+                self._ids[value] = out
+        return out
+
+    def hash_key(self, value: str) -> str:
+        """A keyed hash of a free-text key that is only ever compared (idempotency keys): never stored raw."""
+        return "h-" + self._mac(value)[:48]
+
+    def _mac(self, value: str) -> str:
+        return hmac.new(self.id_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
     def find(self, text: str) -> list[RecognizerResult]:
         """PII spans in `text`, overlaps resolved (longest, then highest score, wins)."""
@@ -126,22 +160,24 @@ class Anonymizer:
             ops = {e: OperatorConfig("replace", {"new_value": f"<{e}>"}) for e in self.entities}
         return self.engine.anonymize(text=text, analyzer_results=found, operators=ops).text, len(found)  # type: ignore[arg-type]
 
-    def anonymize_value(self, value: Any) -> tuple[Any, int]:
+    def anonymize_value(self, value: Any, depth: int = 0) -> tuple[Any, int]:
         """Anonymize every string inside nested dicts/lists (keys are kept as they are)."""
         if isinstance(value, str):
             return self.anonymize_text(value)
+        if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+            return TOO_DEEP, 1
         if isinstance(value, dict):
             n = 0
             out_d: dict[Any, Any] = {}
             for k, v in value.items():
-                out_d[k], c = self.anonymize_value(v)
+                out_d[k], c = self.anonymize_value(v, depth + 1)
                 n += c
             return out_d, n
         if isinstance(value, list | tuple):
             n = 0
             out_l = []
             for v in value:
-                nv, c = self.anonymize_value(v)
+                nv, c = self.anonymize_value(v, depth + 1)
                 out_l.append(nv)
                 n += c
             return out_l, n
@@ -149,13 +185,18 @@ class Anonymizer:
 
     def anonymize_event(self, event: ExperienceEvent) -> ExperienceEvent:
         """A copy of `event` with PII removed; token ids of parts that held PII are dropped."""
-        ev = copy.deepcopy(event)
+        # Shallow: every field that can hold text is rebuilt below; a deepcopy recursed on deep JSON.
+        ev = copy.copy(event)
         ev.messages, n_prompt = self.anonymize_value(ev.messages)
         ev.tools, n_tools = self.anonymize_value(ev.tools)
         ev.response, n_resp = self.anonymize_value(ev.response)
         ev.tool_arguments, n_args = self.anonymize_value(ev.tool_arguments)
         ev.error, n_err = self.anonymize_value(ev.error)
         ev.metadata, n_meta = self.anonymize_value(ev.metadata)
+        ids = (ev.tenant, ev.session_id, ev.request_id)
+        ev.session_id, ev.request_id = self.pseudonymize_id(ev.session_id), self.pseudonymize_id(ev.request_id)
+        ev.tenant = self.pseudonymize_id(ev.tenant) or ev.tenant
+        n_meta += sum(a != b for a, b in zip(ids, (ev.tenant, ev.session_id, ev.request_id), strict=True))
         dropped = []
         if n_prompt + n_tools and ev.prompt_token_ids is not None:
             ev.prompt_token_ids = None

@@ -24,6 +24,9 @@ class ExperienceConfig(ComponentConfig):
     """How PII is removed before storage: `redact` (one-way `<TYPE>`) or `encrypt` (reversible with the key)."""
     pseudonym_key_file: Path | None = None
     """AES key file (64 hex chars) for `encrypt` mode, kept outside the store; None = <home>/keys/pii.key."""
+    id_key_file: Path | None = None
+    """Key file (64 hex chars) of the keyed hash that replaces identifiers holding PII (session ids, tenants,
+    idempotency keys); None = <home>/keys/id.key, created on first use."""
     pii_score_threshold: float = 0.35
     """Minimum recognizer score (0..1) for a span to count as PII."""
     replay_capacity: int = 1_000_000

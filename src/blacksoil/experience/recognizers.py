@@ -94,9 +94,19 @@ SERIAL_RULES = [
 ]
 
 
+# Presidio's SSN recognizer misses a bare number after "ssn" (its context boost needs a lemmatizer, which the
+# offline blank pipeline lacks) and rejects well-known example numbers such as 123-45-6789, which people do
+# type as their SSN. The dashed 3-2-4 shape is specific enough to redact on its own.
+SSN_RULES = [
+    Rule(r"(?i)\b(?:ssn|social\s+security(?:\s+(?:number|no\.?|#))?)\W{0,3}(\d{3}[- ]?\d{2}[- ]?\d{4})\b", 0.85, 1),
+    Rule(r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])", 0.6),
+]
+
+
 def custom_recognizers() -> list[EntityRecognizer]:
-    """blacksoil's recognizers for secrets and plant identifiers."""
+    """blacksoil's recognizers for secrets, SSNs in the forms Presidio misses, and plant identifiers."""
     return [
+        RegexRecognizer("US_SSN", SSN_RULES, "UsSsnContextRecognizer"),
         RegexRecognizer("API_KEY", API_KEY_RULES, "ApiKeyRecognizer"),
         RegexRecognizer("EMPLOYEE_ID", EMPLOYEE_ID_RULES, "EmployeeIdRecognizer"),
         RegexRecognizer("SERIAL_NUMBER", SERIAL_RULES, "PlantSerialRecognizer"),

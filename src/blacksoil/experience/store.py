@@ -87,7 +87,9 @@ class ExperienceStore:
         key = None
         if cfg.anonymize_mode == "encrypt":
             key = load_or_create_key(cfg.pseudonym_key_file or home / "keys" / "pii.key")
-        anonymizer = Anonymizer(mode=cfg.anonymize_mode, key=key, score_threshold=cfg.pii_score_threshold)
+        id_key = load_or_create_key(cfg.id_key_file or home / "keys" / "id.key")
+        anonymizer = Anonymizer(mode=cfg.anonymize_mode, key=key, score_threshold=cfg.pii_score_threshold,
+                                id_key=id_key)
         return cls(cfg.db_url or default_url(home), anonymizer=anonymizer)
 
     @property

@@ -3,6 +3,8 @@
 What is protected, and what is not (attack tests in tests/experience/test_tenant_isolation.py):
 - Protected: a tenant cannot list, get, reward, export or purge another tenant's calls, steps, sessions
   or rewards, even when it knows their ids (it gets NotFoundError, as for ids that do not exist).
+- Protected: ids and keys are looked up through the same keyed mapping the store writes them with, so an
+  id holding PII (an e-mail as session id) is never stored raw yet still finds its rows.
 - NOT protected: which tenant a caller is. The gateway authenticates and picks the tenant; operators'
   CLI commands (`experience stats`) see all tenants by design.
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import delete, func, select
 
+from blacksoil.contracts import TENANT_ID_MAX
 from blacksoil.errors import ConfigError, NotFoundError
 from blacksoil.experience.models import ModelCall, Reward, Task, Tenant, ToolStep
 from blacksoil.experience.models import Session as SessionRow
@@ -59,22 +62,27 @@ class TenantStore:
     """Tenant-scoped API over an ExperienceStore."""
 
     def __init__(self, store: ExperienceStore, tenant_id: str) -> None:
-        if not tenant_id or len(tenant_id) > 128:
-            raise ConfigError(f"tenant id {tenant_id!r} is invalid; use 1-128 characters")
+        if not tenant_id or len(tenant_id) > TENANT_ID_MAX:
+            shown = tenant_id if len(tenant_id) <= 40 else tenant_id[:40] + "…"
+            raise ConfigError(f"tenant id {shown!r} ({len(tenant_id)} characters) is invalid; use 1-{TENANT_ID_MAX}")
         self.store = store
-        self.tenant_id = tenant_id
+        # Stored ids holding PII are keyed hashes (see Anonymizer.pseudonymize_id): look up by the same mapping.
+        self.tenant_id = self._id(tenant_id) or tenant_id
+
+    def _id(self, value: str | None) -> str | None:
+        return self.store.anonymizer.pseudonymize_id(value)
 
     def model_calls(self, session_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         q = select(ModelCall).where(ModelCall.tenant_id == self.tenant_id).order_by(ModelCall.created_at)
         if session_id is not None:
-            q = q.where(ModelCall.session_id == session_id)
+            q = q.where(ModelCall.session_id == self._id(session_id))
         with self.store.session() as s:
             return [_call_dict(r) for r in s.scalars(q.limit(limit))]
 
     def tool_steps(self, session_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         q = select(ToolStep).where(ToolStep.tenant_id == self.tenant_id).order_by(ToolStep.created_at)
         if session_id is not None:
-            q = q.where(ToolStep.session_id == session_id)
+            q = q.where(ToolStep.session_id == self._id(session_id))
         with self.store.session() as s:
             return [_step_dict(r) for r in s.scalars(q.limit(limit))]
 
@@ -96,7 +104,7 @@ class TenantStore:
         """A model call by event id or by gateway request id."""
         with self.store.session() as s:
             call = s.scalars(select(ModelCall).where(ModelCall.tenant_id == self.tenant_id,
-                                                     ModelCall.request_id == call_id)).first()
+                                                     ModelCall.request_id == self._id(call_id))).first()
             if call is not None:
                 return _call_dict(call)
         return self.get_event(call_id)
@@ -109,12 +117,12 @@ class TenantStore:
 
     def has_session(self, session_id: str) -> bool:
         with self.store.session() as s:
-            return s.get(SessionRow, (self.tenant_id, session_id)) is not None
+            return s.get(SessionRow, (self.tenant_id, self._id(session_id))) is not None
 
     def rewards(self, session_id: str | None = None) -> list[dict[str, Any]]:
         q = select(Reward).where(Reward.tenant_id == self.tenant_id).order_by(Reward.id)
         if session_id is not None:
-            q = q.where(Reward.session_id == session_id)
+            q = q.where(Reward.session_id == self._id(session_id))
         with self.store.session() as s:
             return [_reward_dict(r) for r in s.scalars(q)]
 
@@ -131,13 +139,16 @@ class TenantStore:
         if call_id is not None:
             call = self.find_call(call_id)
             event_id, session_id = call["event_id"], call["session_id"]
-        elif session_id is not None and not self.has_session(session_id):
-            raise NotFoundError(f"session {session_id!r} not found for tenant {self.tenant_id!r}")
+        elif session_id is not None:
+            if not self.has_session(session_id):
+                raise NotFoundError(f"session {session_id!r} not found for tenant {self.tenant_id!r}")
+            session_id = self._id(session_id)
         clean_detail, _ = self.store.anonymizer.anonymize_value(detail or {})
         return self.store.add_reward_row({
             "tenant_id": self.tenant_id, "session_id": session_id, "event_id": event_id,
             "scope": "call" if call_id else "session", "value": float(value), "source": source,
-            "dedup_key": dedup_key or uuid.uuid4().hex, "detail": clean_detail, "created_at": time.time(),
+            "dedup_key": self.store.anonymizer.hash_key(dedup_key) if dedup_key else uuid.uuid4().hex,
+            "detail": clean_detail, "created_at": time.time(),
         })
 
     def set_task_split(self, task_id: str, split: str) -> None:

@@ -15,6 +15,8 @@ from typing import Any, Literal, Union
 
 from blacksoil.errors import UserError
 
+__all__ = ["ToolSpec", "bind", "to_json", "tool"]
+
 _SIMPLE: dict[Any, str] = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 

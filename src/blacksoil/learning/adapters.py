@@ -19,6 +19,8 @@ from blacksoil.errors import ConfigError, NotFoundError
 from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.gguf_export import peft_to_gguf, read_peft
 
+__all__ = ["AdapterStore"]
+
 _STATUSES: tuple[AdapterStatus, ...] = ("candidate", "promoted", "rejected", "rolled_back")
 
 
@@ -90,6 +92,12 @@ class AdapterStore:
                     rec = json.loads(line)
                     out[rec["version"]] = rec
         return out
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Every status change in order: {version, status, metrics, at} (promotions, rejections, rollbacks)."""
+        if not self.status_log.exists():
+            return []
+        return [json.loads(line) for line in self.status_log.read_text().splitlines() if line.strip()]
 
     def get(self, version: str) -> AdapterVersion:
         """One version with its current status; NotFoundError lists the known ones."""

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from blacksoil.learning.context import LearnerContext
 from blacksoil.learning.swap import HotSwapper, SwapReport
 
 
@@ -70,25 +71,23 @@ def _session(url: str, model: str, name: str, stop: threading.Event, stats: Load
                     stats.errors.append(err or "stream ended without [DONE]")
 
 
-def run_swap_bench(*, sessions: int = 4, swaps: int = 3, max_tokens: int = 24, settle_s: float = 8.0,
-                   canary: bool = False) -> dict[str, Any]:
+def run_swap_bench(ctx: LearnerContext, *, sessions: int = 4, swaps: int = 3, max_tokens: int = 24,
+                   settle_s: float = 8.0, canary: bool = False) -> dict[str, Any]:
     """Start a gateway, run `sessions` sessions of load, swap adapters `swaps` times; return the numbers."""
-    from blacksoil.config import settings
     from blacksoil.learning.adapters import AdapterStore
     from blacksoil.learning.basemodel import info_from_gguf
     from blacksoil.learning.randomlora import write_random_peft
     from blacksoil.serving.config import ServingConfig
     from blacksoil.serving.launch import gateway
 
-    s = settings()
-    serving = ServingConfig.model_validate(s.serving.model_dump() | {
+    serving = ServingConfig.model_validate(ctx.serving.model_dump() | {
         "replicas": 1, "slots": max(sessions, 4), "concurrency": sessions, "ctx": 1024 * max(sessions, 4)})
     info = info_from_gguf()
     stats = LoadStats()
     reports: list[SwapReport] = []
     windows: list[tuple[float, float]] = []
     # Bench adapters live in a temporary store: they must not show up in the user's `adapters list`.
-    with tempfile.TemporaryDirectory() as tmp, gateway(s, serving=serving) as gw:
+    with tempfile.TemporaryDirectory() as tmp, gateway(ctx.root, serving=serving) as gw:
         store = AdapterStore(Path(tmp) / "home", gw.model)
         # Small random adapters: real new versions whose outputs stay sensible.
         versions = [store.publish(write_random_peft(Path(tmp) / f"a{i}", info, b_std=0.002, seed=i), info)
@@ -98,7 +97,7 @@ def run_swap_bench(*, sessions: int = 4, swaps: int = 3, max_tokens: int = 24, s
                                     daemon=True) for k in range(sessions)]
         for t in threads:
             t.start()
-        swapper = HotSwapper(gw, canary=canary, canary_requests=2)
+        swapper = HotSwapper(gw, api_key=ctx.api_key, canary=canary, canary_requests=2)
         time.sleep(settle_s)
         for av in versions:
             t0 = time.monotonic()

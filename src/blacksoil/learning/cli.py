@@ -70,6 +70,7 @@ def learn(
     from blacksoil.benchlog import destination
     from blacksoil.config import settings
     from blacksoil.errors import ConfigError
+    from blacksoil.learning.context import LearnerContext
     from blacksoil.learning.loop import LoopOptions, run_demo, run_learning
 
     learned = tuple(x.strip() for x in suites.split(",") if x.strip())
@@ -83,10 +84,12 @@ def learn(
     opts = LoopOptions(suites=learned, attempts=attempts, tasks_per_suite=tasks_per_suite, gate_tasks=gate_tasks,
                        steps=steps, temperature=temperature, demos=demos, practice=practice, held_out=kept_out,
                        exclusive_cores=True, concurrency=concurrency)
+    s = settings()
+    ctx = LearnerContext.from_settings(s)
     if demo:
-        run_demo(rounds, opts, test_tasks=test_tasks, dest=destination(settings().home, write_doc))
+        run_demo(rounds, opts, ctx, test_tasks=test_tasks, dest=destination(s.home, write_doc))
     else:
-        run_learning(rounds, opts)
+        run_learning(rounds, opts, ctx)
 
 
 def bench_swap(
@@ -99,10 +102,12 @@ def bench_swap(
     from blacksoil import benchlog
     from blacksoil.config import settings
     from blacksoil.learning.bench import run_swap_bench
+    from blacksoil.learning.context import LearnerContext
 
-    res = run_swap_bench(sessions=sessions, swaps=swaps, canary=canary)
+    s = settings()
+    res = run_swap_bench(LearnerContext.from_settings(s), sessions=sessions, swaps=swaps, canary=canary)
     keys = ("requests", "failed", "swaps", "swap_visible_s_max", "itl_p99_ms_during_swap", "itl_p99_ms_steady")
     benchlog.report("Hot swap under load", ["metric", "value"], [[k, res[k]] for k in keys], res,
                     notes=f"{sessions} streaming sessions, {swaps} blue/green swaps of random small LoRA adapters "
                           f"(canary={canary}); served version after the run: {res['served_version']}.",
-                    dest=benchlog.destination(settings().home, write_doc))
+                    dest=benchlog.destination(s.home, write_doc))

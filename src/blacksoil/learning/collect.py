@@ -13,10 +13,16 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from blacksoil.contracts import ExperienceEvent, ExperienceSink
+from blacksoil.agentscore.config import AgentscoreConfig
+from blacksoil.contracts import ExperienceEvent, ExperienceSink, RunningGateway
 from blacksoil.errors import ConfigError
+
+if TYPE_CHECKING:
+    from blacksoil.agentscore.llm_agent import OpenAIToolAgent
+
+__all__ = ["Attempt", "CaptureSink", "collect", "session_agent"]
 
 
 @dataclass
@@ -72,34 +78,22 @@ class CaptureSink:
             self.forward.close()
 
 
-def session_agent(base_url: str, model: str, session_id: str, temperature: float) -> Any:
+def session_agent(base_url: str, model: str, session_id: str, temperature: float, *,
+                  config: AgentscoreConfig | None = None, api_key: str | None = None) -> OpenAIToolAgent:
     """AgentScore's LLM agent, tagging each call with the session id and sampling at `temperature`."""
     from blacksoil.agentscore.llm_agent import OpenAIToolAgent
 
-    class _SessionAgent(OpenAIToolAgent):
-        def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Any:
-            import openai
-
-            from blacksoil.config import settings
-            from blacksoil.errors import RetryableError, UserError
-
-            try:
-                return self.client.chat.completions.create(
-                    model=self.model, messages=messages, tools=tools,  # type: ignore[arg-type]
-                    max_tokens=settings().agentscore.max_tokens, temperature=temperature, user=session_id,
-                )
-            except openai.APIConnectionError as e:
-                raise RetryableError(f"gateway {self.client.base_url} unreachable ({e})") from None
-            except openai.APIStatusError as e:
-                raise UserError(f"gateway {self.client.base_url} answered {e.status_code}: {e.message}") from None
-
-    return _SessionAgent(base_url, model)
+    return OpenAIToolAgent(base_url, model, api_key, config=config, temperature=temperature, user=session_id)
 
 
-def collect(gw: Any, sink: CaptureSink, suites: Sequence[str], *, attempts: int, temperature: float,
+def collect(gw: RunningGateway, sink: CaptureSink, suites: Sequence[str], *, attempts: int, temperature: float,
             tasks_per_suite: int | None = None, adapter_version: str | None = None,
-            on_attempt: Callable[[Attempt], None] | None = None, concurrency: int = 1) -> list[Attempt]:
-    """Run `attempts` attempts of each train task of `suites` through the gateway `gw` (`concurrency` at once)."""
+            on_attempt: Callable[[Attempt], None] | None = None, concurrency: int = 1,
+            config: AgentscoreConfig | None = None, api_key: str | None = None) -> list[Attempt]:
+    """Run `attempts` attempts of each train task of `suites` through the gateway `gw` (`concurrency` at once).
+
+    `config` (the agent's limits) and `api_key` (agents.api_key) come from the caller's settings.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     from blacksoil.agentscore import api
@@ -117,7 +111,7 @@ def collect(gw: Any, sink: CaptureSink, suites: Sequence[str], *, attempts: int,
     def one(job: tuple[str, Any, int]) -> Attempt:
         suite, task, trial = job
         sid = f"learn-{task.id}-{trial}-{uuid.uuid4().hex[:8]}"
-        agent = session_agent(gw.openai_base_url, gw.model, sid, temperature)
+        agent = session_agent(gw.openai_base_url, gw.model, sid, temperature, config=config, api_key=api_key)
         ep = api.run_task(agent, task, trial)
         a = Attempt(task.id, suite, trial, sid, float(ep.reward), bool(ep.passed), adapter_version, sink.take(sid))
         if on_attempt is not None:

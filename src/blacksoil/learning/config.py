@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from blacksoil.configbase import ComponentConfig
+from blacksoil.configbase import ComponentConfig, Fraction
+
+__all__ = ["LearningConfig"]
 
 _LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -19,72 +21,43 @@ class LearningConfig(ComponentConfig):
 
     base_model_path: str | None = None
     """Path of the base model GGUF to train on (None = the shipped default model)."""
-    lora_rank: int = 16
+    lora_rank: PositiveInt = 16
     """LoRA rank r (dimensionless)."""
-    lora_alpha: int = 32
+    lora_alpha: PositiveInt = 32
     """LoRA alpha; the update is scaled by alpha / rank (dimensionless)."""
     lora_targets: tuple[str, ...] = _LORA_TARGETS
     """Projection modules that get a LoRA (HF names; the GGUF export knows q/k/v/o)."""
-    lora_layers: int = 8
+    lora_layers: NonNegativeInt = 8
     """LoRA only on the top this many decoder layers (0 = all); fewer layers = a shorter backward pass."""
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     """AdamW learning rate (per step)."""
     objective: Literal["sft", "grpo"] = "sft"
     """Training objective: rejection-sampling fine-tuning (sft) or group-advantage weighted (grpo)."""
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     """Samples per optimizer step (summed over DDP ranks)."""
-    max_seq_len: int = 1024
+    max_seq_len: PositiveInt = 1024
     """Longest packed row (a trajectory's last prompt + its completions), in tokens; the learner skips calls
     longer than this (a trainer given one anyway cuts its prompt from the left)."""
-    steps_per_round: int = 28
+    steps_per_round: PositiveInt = 28
     """Optimizer steps in one learning round."""
-    checkpoint_every: int = 8
+    checkpoint_every: PositiveInt = 8
     """Save a resumable checkpoint every this many steps."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     """How many checkpoints to keep on disk (older ones are deleted)."""
-    torch_threads: int = 1
+    torch_threads: PositiveInt = 1
     """torch intra-op threads of the trainer (cores are split with serving, not shared)."""
     seed: int = 0
     """Seed of data order and LoRA initialisation."""
-    gate_margin: float = 0.0
+    gate_margin: Fraction = 0.0
     """Promotion needs dev completion to improve by at least this much (fraction, 0.05 = 5 points)."""
-    gate_tolerance: float = 0.02
+    gate_tolerance: Fraction = 0.02
     """No suite may lose more than this much completion (fraction, 0.02 = 2 points)."""
-    swap_canary_fraction: float = 0.0
+    swap_canary_fraction: Fraction = 0.0
     """Fraction of new sessions sent to the candidate before full cut-over (0 = no canary)."""
-    swap_canary_requests: int = 8
+    swap_canary_requests: PositiveInt = 8
     """Requests the canary must serve before its error rate is judged (count)."""
-    swap_max_error_rate: float = 0.0
+    swap_max_error_rate: Fraction = 0.0
     """Canary error rate above which the swap rolls back (fraction)."""
-
-    @field_validator("lora_rank", "batch_size", "max_seq_len", "steps_per_round", "checkpoint_every",
-                     "keep_checkpoints", "torch_threads", "swap_canary_requests", "lora_alpha")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"must be at least 1, got {v}")
-        return v
-
-    @field_validator("lora_layers")
-    @classmethod
-    def _non_negative(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError(f"must be 0 (all layers) or a positive number of top layers, got {v}")
-        return v
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _positive_float(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"must be positive, got {v}")
-        return v
-
-    @field_validator("gate_margin", "gate_tolerance", "swap_canary_fraction", "swap_max_error_rate")
-    @classmethod
-    def _fraction(cls, v: float) -> float:
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"must be a fraction between 0 and 1, got {v}")
-        return v
 
     @field_validator("lora_targets")
     @classmethod

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from blacksoil.contracts import ExperienceEvent
+from blacksoil.experience.config import ExperienceConfig
 from blacksoil.learning.collect import Attempt
 from blacksoil.learning.samples import TrainSample, group_advantages, sft_samples
 
@@ -50,17 +51,17 @@ def attempt_samples(tokenizer: Any, attempt: Attempt, weight: float = 1.0,
 
 
 def replay_samples(tokenizer: Any, attempts: Sequence[Attempt], *, draws: int, objective: str,
-                   policy_version: int, seed: int = 0,
-                   max_len: int | None = None) -> tuple[list[TrainSample], dict[str, float]]:
+                   policy_version: int, seed: int = 0, max_len: int | None = None,
+                   replay_config: ExperienceConfig | None = None) -> tuple[list[TrainSample], dict[str, float]]:
     """Draw `draws` attempts from prioritized replay and build the objective's samples; plus replay stats.
 
     SFT keeps successful attempts (rejection sampling); GRPO turns each task group's rewards into advantages.
+    `replay_config` holds replay's parameters (the experience settings; None = their defaults).
     """
-    from blacksoil.config import settings
     from blacksoil.experience.replay import PrioritizedReplay
 
     by_session = {a.session_id: a for a in attempts}
-    replay = PrioritizedReplay.from_config(settings().experience, seed=seed)
+    replay = PrioritizedReplay.from_config(replay_config or ExperienceConfig(), seed=seed)
     served = f"v{policy_version}" if policy_version else None
     replay.add_trajectories([a.trajectory(served) for a in attempts], now=time.time())
     batch = replay.sample(draws, policy_version)

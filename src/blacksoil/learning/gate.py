@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blacksoil.contracts import AdapterVersion
+from blacksoil.agentscore.config import AgentscoreConfig
+from blacksoil.contracts import AdapterVersion, RunningGateway
 from blacksoil.errors import ConfigError
+from blacksoil.serving.config import ServingConfig
 
 EpisodeCallback = Callable[[Any], None]
 
@@ -88,10 +90,14 @@ class EvalGate:
     """Scores the served model or a candidate on dev tasks through a gateway and applies `decide`."""
 
     def __init__(self, suites: Sequence[str], *, tasks_per_suite: int | None, margin: float, tolerance: float,
-                 split: str = "dev", serving_cfg: Any = None, concurrency: int = 1) -> None:
+                 split: str = "dev", serving_cfg: ServingConfig | None = None, concurrency: int = 1,
+                 agent_config: AgentscoreConfig | None = None, api_key: str | None = None, root: Any = None) -> None:
+        """`serving_cfg`: the scoring gateways' engines; `agent_config` and `api_key`: the scoring agent's limits and
+        key; `root`: the root settings handed to serving.launch.gateway (None: serving resolves its own)."""
         if split == "test":
             raise ConfigError("the eval gate never scores the test split (it is held out from learning); use dev")
         self.suites, self.split, self.serving_cfg = list(suites), split, serving_cfg
+        self.agent_config, self.api_key, self.root = agent_config, api_key, root
         self.concurrency = concurrency
         self.tasks_per_suite, self.margin, self.tolerance = tasks_per_suite, margin, tolerance
 
@@ -107,8 +113,9 @@ class EvalGate:
         from blacksoil.agentscore import api
 
         out = {}
-        with serving(adapter, self.serving_cfg) as gw:
-            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
+        with serving(adapter, self.serving_cfg, self.root) as gw:
+            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model, config=self.agent_config,
+                                   api_key=self.api_key)
             for suite in self.suites:
                 eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode,
                                     concurrency=self.concurrency)
@@ -122,14 +129,15 @@ class EvalGate:
 
 
 @contextlib.contextmanager
-def serving(adapter: AdapterVersion | None, cfg: Any = None) -> Iterator[Any]:
+def serving(adapter: AdapterVersion | None, cfg: ServingConfig | None = None,
+            root: Any = None) -> Iterator[RunningGateway]:
     """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users).
 
-    `cfg` is a ServingConfig (None = the settings' own).
+    `cfg` is a ServingConfig (None = the root settings' own); `root` the root settings (None: serving's own).
     """
     from blacksoil.serving.launch import gateway
 
-    with gateway(replicas=1, sink=_NullSink(), serving=cfg) as gw:
+    with gateway(root, replicas=1, sink=_NullSink(), serving=cfg) as gw:
         if adapter is not None:
             old = [r.name for r in gw.pool.info()]
             green = gw.pool.start_replica(adapter)

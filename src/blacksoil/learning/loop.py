@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from blacksoil.benchlog import Destination
-from blacksoil.contracts import AdapterVersion
+from blacksoil.contracts import AdapterVersion, RunningGateway
 from blacksoil.errors import BlacksoilError
+from blacksoil.learning.api import rounds_file
 from blacksoil.learning.collect import Attempt, CaptureSink, collect
+from blacksoil.learning.context import LearnerContext
 from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall
+from blacksoil.serving.config import ServingConfig
+
+__all__ = ["Learner", "LoopOptions", "RoundResult", "all_cores", "log_round", "run_background", "run_demo",
+           "run_learning", "score_test", "serving_config"]
 
 console = Console()
 
@@ -71,26 +78,30 @@ def _progress() -> Progress:
 
 
 class Learner:
-    """Owns the experience of a run, the trainer inputs, the adapter store, the gate and the swapper."""
+    """Owns the experience of a run, the trainer inputs, the adapter store, the gate and the swapper.
 
-    def __init__(self, gw: Any, sink: CaptureSink, opts: LoopOptions) -> None:
-        from blacksoil.config import settings
+    Everything it reads from outside comes in `ctx` (its own LearningConfig included), so two learners with
+    different settings can run in one process.
+    """
+
+    def __init__(self, gw: RunningGateway, sink: CaptureSink, opts: LoopOptions, ctx: LearnerContext) -> None:
         from blacksoil.learning.adapters import AdapterStore
         from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
         from blacksoil.learning.swap import HotSwapper
 
-        s = settings()
-        self.cfg, self.home, self.gw, self.sink, self.opts = s.learning, s.home, gw, sink, opts
+        self.ctx, self.cfg, self.home, self.gw, self.sink, self.opts = ctx, ctx.learning, ctx.home, gw, sink, opts
         if opts.exclusive_cores:
             self.cfg = self.cfg.model_copy(update={"torch_threads": all_cores()})
         with console.status("preparing the fp32 base model (first run dequantizes the GGUF once)"):
-            self.info = ensure_hf_copy(s.home, self.cfg.base_model_path)
+            self.info = ensure_hf_copy(ctx.home, self.cfg.base_model_path)
             self.tokenizer = load_tokenizer(self.info)
-        self.store = AdapterStore(s.home, gw.model)
+        self.store = AdapterStore(ctx.home, gw.model)
         self.gate = EvalGate((*opts.suites, *opts.held_out), tasks_per_suite=opts.gate_tasks,
                              margin=self.cfg.gate_margin, tolerance=self.cfg.gate_tolerance,
-                             serving_cfg=serving_config(opts.exclusive_cores), concurrency=opts.concurrency)
-        self.swapper = HotSwapper(gw, canary=self.cfg.swap_canary_fraction > 0,
+                             serving_cfg=serving_config(opts.exclusive_cores, ctx.serving),
+                             concurrency=opts.concurrency,
+                             agent_config=ctx.agentscore, api_key=ctx.api_key, root=ctx.root)
+        self.swapper = HotSwapper(gw, api_key=ctx.api_key, canary=self.cfg.swap_canary_fraction > 0,
                                   canary_requests=self.cfg.swap_canary_requests,
                                   max_error_rate=self.cfg.swap_max_error_rate)
         self.served: AdapterVersion | None = None
@@ -98,6 +109,8 @@ class Learner:
         self.experience: list[Attempt] = []
         self.initial_dev: float = 0.0
         self.started = int(time.time())
+        # Two learners started in the same second must not share (and resume from) each other's run folder.
+        self.run_name = f"{gw.model}-{self.started}-{uuid.uuid4().hex[:6]}"
         if opts.demos:
             from blacksoil.learning.demos import demonstrations
 
@@ -147,7 +160,7 @@ class Learner:
         return result
 
     def run_dir(self, number: int) -> Path:
-        return self.home / "learning" / "runs" / f"{self.gw.model}-{self.started}" / f"round{number}"
+        return self.home / "learning" / "runs" / self.run_name / f"round{number}"
 
     def _collect(self) -> list[Attempt]:
         from blacksoil.agentscore import api
@@ -158,7 +171,8 @@ class Learner:
             return collect(self.gw, self.sink, self.opts.suites, attempts=self.opts.attempts,
                            temperature=self.opts.temperature, tasks_per_suite=self.opts.tasks_per_suite,
                            adapter_version=self.served.version if self.served else None,
-                           on_attempt=lambda a: p.advance(bar), concurrency=self.opts.concurrency)
+                           on_attempt=lambda a: p.advance(bar), concurrency=self.opts.concurrency,
+                           config=self.ctx.agentscore, api_key=self.ctx.api_key)
 
     def _train(self, number: int) -> tuple[int, float, int]:
         from blacksoil.experience.replay import policy_version_number
@@ -169,7 +183,8 @@ class Learner:
         samples, _ = replay_samples(self.tokenizer, self.experience, draws=max(8, steps * self.cfg.batch_size),
                                     objective=self.cfg.objective,
                                     policy_version=policy_version_number(self.served.version if self.served else None),
-                                    seed=self.cfg.seed + number, max_len=self.cfg.max_seq_len)
+                                    seed=self.cfg.seed + number, max_len=self.cfg.max_seq_len,
+                                    replay_config=self.ctx.experience)
         if not samples:
             return 0, 0.0, 0
         init = self.served.safetensors_dir if self.served else None
@@ -196,17 +211,9 @@ def all_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def serving_config(exclusive_cores: bool) -> Any:
-    """The settings' serving config; with exclusive cores (phases never overlap) the engine gets every core."""
-    from blacksoil.config import settings
-
-    cfg = settings().serving
+def serving_config(exclusive_cores: bool, cfg: ServingConfig) -> ServingConfig:
+    """`cfg`, or with exclusive cores (phases never overlap) a copy whose engine gets every core."""
     return cfg.model_copy(update={"threads": all_cores()}) if exclusive_cores else cfg
-
-
-def rounds_file(home: Path) -> Path:
-    """One JSON line per finished round (the console's learning view reads it)."""
-    return home / "learning" / "rounds.jsonl"
 
 
 def log_round(home: Path, result: RoundResult) -> None:
@@ -219,10 +226,10 @@ def log_round(home: Path, result: RoundResult) -> None:
         os.fsync(f.fileno())
 
 
-def run_background(gw: Any, sink: CaptureSink, interval_s: float, stop: threading.Event,
-                   opts: LoopOptions | None = None) -> None:
+def run_background(gw: RunningGateway, sink: CaptureSink, interval_s: float, stop: threading.Event,
+                   ctx: LearnerContext, opts: LoopOptions | None = None) -> None:
     """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`."""
-    learner = Learner(gw, sink, opts or LoopOptions())
+    learner = Learner(gw, sink, opts or LoopOptions(), ctx)
     number = 0
     while not stop.is_set():
         number += 1
@@ -234,18 +241,18 @@ def run_background(gw: Any, sink: CaptureSink, interval_s: float, stop: threadin
             break
 
 
-def run_learning(rounds: int, opts: LoopOptions) -> list[RoundResult]:
+def run_learning(rounds: int, opts: LoopOptions, ctx: LearnerContext) -> list[RoundResult]:
     """`blacksoil learn --rounds N` on a gateway of its own."""
     from blacksoil.serving.launch import gateway
 
     sink = CaptureSink()
-    with gateway(sink=sink, serving=serving_config(opts.exclusive_cores)) as gw:
-        learner = Learner(gw, sink, opts)
+    with gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
+        learner = Learner(gw, sink, opts, ctx)
         return [learner.run_round(r) for r in range(1, rounds + 1)]
 
 
-def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: str,
-               concurrency: int = 1) -> dict[str, SuiteScore]:
+def score_test(gw: RunningGateway, suites: tuple[str, ...], test_tasks: int | None, label: str,
+               concurrency: int = 1, ctx: LearnerContext | None = None) -> dict[str, SuiteScore]:
     """Completion on the TEST split through the live gateway (scoring only, never learning)."""
     from blacksoil.agentscore import api
 
@@ -254,14 +261,16 @@ def score_test(gw: Any, suites: tuple[str, ...], test_tasks: int | None, label: 
         for suite in suites:
             tasks = api.list_tasks(suite, "test")[:test_tasks] if test_tasks else api.list_tasks(suite, "test")
             bar = p.add_task(f"{label}: {suite} test split", total=len(tasks))
-            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model)
+            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model,
+                                   config=ctx.agentscore if ctx else None, api_key=ctx.api_key if ctx else None)
             eps = api.run_tasks(agent, tasks, on_episode=lambda e, b=bar: p.advance(b),  # type: ignore[misc]
                                 concurrency=concurrency)
             out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
     return out
 
 
-def run_demo(rounds: int, opts: LoopOptions, *, dest: Destination, test_tasks: int | None = None) -> dict[str, Any]:
+def run_demo(rounds: int, opts: LoopOptions, ctx: LearnerContext, *, dest: Destination,
+             test_tasks: int | None = None) -> dict[str, Any]:
     """The closed loop: baseline on the test splits → `rounds` learning rounds → test again → table + plot.
 
     The learned suites are `opts.suites`; `opts.held_out` suites are scored too (never learned from), so a
@@ -273,11 +282,11 @@ def run_demo(rounds: int, opts: LoopOptions, *, dest: Destination, test_tasks: i
     t0 = time.monotonic()
     sink = CaptureSink()
     scored = (*opts.suites, *opts.held_out)
-    with gateway(sink=sink, serving=serving_config(opts.exclusive_cores)) as gw:
-        before = score_test(gw, scored, test_tasks, "baseline", opts.concurrency)
-        learner = Learner(gw, sink, opts)
+    with gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
+        before = score_test(gw, scored, test_tasks, "baseline", opts.concurrency, ctx)
+        learner = Learner(gw, sink, opts, ctx)
         results = [learner.run_round(r) for r in range(1, rounds + 1)]
-        after = score_test(gw, scored, test_tasks, f"after {rounds} rounds", opts.concurrency)
+        after = score_test(gw, scored, test_tasks, f"after {rounds} rounds", opts.concurrency, ctx)
         served = learner.served.version if learner.served else "base"
     learned_before = {s: before[s] for s in opts.suites}
     learned_after = {s: after[s] for s in opts.suites}

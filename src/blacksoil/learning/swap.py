@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from blacksoil.contracts import AdapterVersion
+from blacksoil.contracts import AdapterVersion, RunningGateway
 from blacksoil.errors import InternalError, RetryableError
 
 _SUCCESS = "blacksoil:request_success"
@@ -60,11 +59,16 @@ def served_counts(gateway_url: str) -> tuple[dict[str, float], float]:
 
 
 class HotSwapper:
-    """Blue/green swaps on a running gateway (`launch.GatewayHandle`: url, model, pool)."""
+    """Blue/green swaps on a running gateway (`launch.GatewayHandle`: url, model, pool).
 
-    def __init__(self, gw: Any, *, canary: bool = False, canary_requests: int = 8, max_error_rate: float = 0.0,
-                 canary_timeout_s: float = 120.0, verify_timeout_s: float = 60.0) -> None:
-        self.gw, self.pool = gw, gw.pool
+    `api_key` authenticates the swap's probes like the agents (agents.api_key): with platform API keys an
+    anonymous probe would get 401.
+    """
+
+    def __init__(self, gw: RunningGateway, *, api_key: str = "none", canary: bool = False, canary_requests: int = 8,
+                 max_error_rate: float = 0.0, canary_timeout_s: float = 120.0,
+                 verify_timeout_s: float = 60.0) -> None:
+        self.gw, self.pool, self.api_key = gw, gw.pool, api_key
         self.canary, self.canary_requests, self.max_error_rate = canary, canary_requests, max_error_rate
         self.canary_timeout_s, self.verify_timeout_s = canary_timeout_s, verify_timeout_s
 
@@ -100,14 +104,14 @@ class HotSwapper:
         if blue:
             self.pool.route_new_sessions_to(blue[0])
             for name in blue[1:]:
-                self.pool.scheduler.set_accepting(name, True)
+                self.pool.admission.set_accepting(name, True)
         self.pool.drain(green)
         self.pool.stop_replica(green)
 
     def _run_canary(self, green: str, target: str) -> tuple[bool, str, dict[str, float]]:
         """Green takes new sessions beside blue until it has served `canary_requests` (or time runs out)."""
         before, errors_before = served_counts(self.gw.url)
-        self.pool.scheduler.set_accepting(green, True)
+        self.pool.admission.set_accepting(green, True)
         deadline = time.monotonic() + self.canary_timeout_s
         served = 0.0
         while time.monotonic() < deadline:
@@ -141,10 +145,7 @@ class HotSwapper:
         """One tiny request through the gateway (a new session, so it follows the routing of new sessions)."""
         body = {"model": self.gw.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1,
                 "user": f"swap-probe-{time.monotonic_ns()}"}
-        from blacksoil.config import settings
-
-        # Authenticated like the agents: with platform API keys an anonymous probe would get 401.
-        headers = {"Authorization": f"Bearer {settings().agents.api_key}"}
+        headers = {"Authorization": f"Bearer {self.api_key}"}
         try:
             httpx.post(self.gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=60).raise_for_status()
         except httpx.HTTPError as e:

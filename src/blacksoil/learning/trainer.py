@@ -202,7 +202,10 @@ def read_samples(path: Path) -> list[TrainSample]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train in this process from a samples file (used for subprocess training and the kill/resume test)."""
+    """Train in this process from a samples file (used for subprocess training and the kill/resume test).
+
+    A process entry point (`python -m blacksoil.learning.trainer`): it resolves the settings once, here.
+    """
     from blacksoil.config import settings
     from blacksoil.learning.basemodel import ensure_hf_copy
 
@@ -213,8 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default="{}", help="LearningConfig overrides as JSON")
     ap.add_argument("--out", type=Path, default=None, help="write the peft adapter here when done")
     args = ap.parse_args(argv)
-    cfg = LearningConfig.model_validate(settings().learning.model_dump() | json.loads(args.config))
-    info = ensure_hf_copy(settings().home, cfg.base_model_path)
+    s = settings()
+    cfg = LearningConfig.model_validate(s.learning.model_dump() | json.loads(args.config))
+    info = ensure_hf_copy(s.home, cfg.base_model_path)
     trainer = LoraTrainer(info, cfg, args.run_dir)
     res = trainer.train(read_samples(args.samples), args.steps,
                         on_step=lambda s, st: print(f"step {s} loss {st['loss']:.4f}", flush=True))

@@ -134,8 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         worker = LearnerWorker(args.run_dir, args.steps)
         signal.signal(signal.SIGTERM, worker.on_term)  # before the slow imports: a stop may come at any time
-        cfg = _config(args.config)
-        outcome = _train(worker, cfg, args.samples)
+        from blacksoil.config import settings
+
+        # A process entry point (`python -m blacksoil.learning.worker`): the settings are resolved once, here.
+        s = settings()
+        cfg = _config(args.config, s.learning)
+        outcome = _train(worker, cfg, args.samples, s.home)
     except BlacksoilError as e:
         print(f"error: {e.message}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -143,10 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
-def _config(overrides_json: str) -> Any:
+def _config(overrides_json: str, base: Any) -> Any:
+    """`base` (a LearningConfig) with the --config overrides, validated."""
     from pydantic import ValidationError
 
-    from blacksoil.config import settings
     from blacksoil.learning.config import LearningConfig
 
     try:
@@ -157,19 +161,18 @@ def _config(overrides_json: str) -> Any:
     if not isinstance(overrides, dict):
         raise ConfigError(f"--config {overrides_json!r} is not a JSON object; pass one like '{{\"batch_size\": 2}}'")
     try:
-        return LearningConfig.model_validate(settings().learning.model_dump() | overrides)
+        return LearningConfig.model_validate(base.model_dump() | overrides)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"--config: learning.{where}: {first['msg']}; fix that value") from None
 
 
-def _train(worker: LearnerWorker, cfg: Any, samples_path: Path | None) -> str:
-    from blacksoil.config import settings
+def _train(worker: LearnerWorker, cfg: Any, samples_path: Path | None, home: Path) -> str:
     from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
     from blacksoil.learning.trainer import read_samples
 
-    info = ensure_hf_copy(settings().home, cfg.base_model_path)
+    info = ensure_hf_copy(home, cfg.base_model_path)
     if samples_path is not None:
         if not samples_path.exists():
             raise ConfigError(f"--samples {str(samples_path)!r} does not exist; write it with trainer.write_samples")

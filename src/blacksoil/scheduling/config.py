@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import PositiveFloat, PositiveInt, model_validator
 
-from blacksoil.configbase import ComponentConfig
+from blacksoil.configbase import ComponentConfig, PositiveFraction
+
+__all__ = ["SchedulingConfig"]
 
 
 class SchedulingConfig(ComponentConfig):
@@ -17,25 +19,25 @@ class SchedulingConfig(ComponentConfig):
 
     backend: Literal["local", "ray", "kubernetes"] = "local"
     """Which backend runs the workloads: local processes, a Ray cluster or the Kubernetes operator."""
-    accelerators_per_node: int = 8
+    accelerators_per_node: PositiveInt = 8
     """Accelerators per node (count); nodes are the fast-interconnect domain."""
-    nodes_per_rack: int = 16
+    nodes_per_rack: PositiveInt = 16
     """Nodes behind one rack/leaf switch (count); the second topology level."""
-    racks_per_pod: int = 8
+    racks_per_pod: PositiveInt = 8
     """Racks per pod/spine (count); the third topology level."""
-    step_s: float = 30.0
+    step_s: PositiveFloat = 30.0
     """Length of one scheduling step of the simulator and the control loops (seconds)."""
-    slo_max_utilization: float = 0.8
+    slo_max_utilization: PositiveFraction = 0.8
     """Highest serving-replica utilization at which p99 latency still meets the SLO (fraction, 0-1).
 
     M/M/1 p99 sojourn = 4.6·S/(1-ρ): ρ = 0.8 holds an SLO of 23× the mean service time."""
-    replica_accelerators: int = 1
+    replica_accelerators: PositiveInt = 1
     """Accelerators per serving replica (count)."""
     replica_cold_start_s: float = 60.0
     """Time from placing a serving replica to it taking traffic: model load and warm-up (seconds)."""
-    forecast_alpha: float = 0.5
+    forecast_alpha: PositiveFraction = 0.5
     """Holt level smoothing of the serving demand forecast (0-1)."""
-    forecast_beta: float = 0.2
+    forecast_beta: PositiveFraction = 0.2
     """Holt trend smoothing of the serving demand forecast (0-1)."""
     headroom_sigmas: float = 1.0
     """Serving headroom above the forecast, in standard deviations of the recent forecast error.
@@ -47,7 +49,7 @@ class SchedulingConfig(ComponentConfig):
     """Serving growth the forecast expects within this time is not lent to learning (seconds)."""
     grow_cooldown_s: float = 1800.0
     """An elastic job grows only this long after its last start or resize: damps grow/shrink flapping (seconds)."""
-    hpa_target_utilization: float = 0.72
+    hpa_target_utilization: PositiveFraction = 0.72
     """Target utilization of the reactive (HPA-style) autoscaler the baselines use (fraction, 0-1).
 
     0.72 is the largest of {0.6, 0.65, 0.7, 0.72, 0.74} that held SLO attainment >= 0.999 for every baseline."""
@@ -61,25 +63,10 @@ class SchedulingConfig(ComponentConfig):
     """Simulator: accelerators the serving peak needs at the SLO utilization (fraction of the cluster)."""
     learning_load: float = 1.2
     """Simulator: learning work offered over the horizon (multiple of the cluster's accelerator-hours)."""
-    serving_deployments: int = 8
+    serving_deployments: PositiveInt = 8
     """Simulator: serving deployments, each replaying the Azure trace with its own offset and diurnal phase."""
     seed: int = 0
     """Simulator: random seed (trace offsets, job sampling); same seed, same result."""
-
-    @field_validator("slo_max_utilization", "hpa_target_utilization", "forecast_alpha", "forecast_beta")
-    @classmethod
-    def _fraction(cls, v: float) -> float:
-        if not 0.0 < v <= 1.0:
-            raise ValueError(f"{v} is not in (0, 1]; use a fraction such as 0.8")
-        return v
-
-    @field_validator("accelerators_per_node", "nodes_per_rack", "racks_per_pod", "replica_accelerators",
-                     "serving_deployments")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"{v} must be at least 1")
-        return v
 
     @model_validator(mode="after")
     def _replica_fits_node(self) -> SchedulingConfig:
@@ -88,6 +75,4 @@ class SchedulingConfig(ComponentConfig):
                 f"replica_accelerators={self.replica_accelerators} exceeds accelerators_per_node="
                 f"{self.accelerators_per_node}; a replica must fit on one node"
             )
-        if self.step_s <= 0:
-            raise ValueError(f"step_s={self.step_s} must be positive, e.g. 30")
         return self

@@ -14,6 +14,8 @@ import numpy as np
 
 from blacksoil.scheduling.simulator import SimResult
 
+__all__ = ["load_latest_sim_run", "save_sim_run", "sims_dir"]
+
 _POINTS = 720
 
 

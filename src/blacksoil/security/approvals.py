@@ -5,8 +5,11 @@ Stored beside the audit log (same SQLite file); every request and decision is au
 What this protects, and what it does not (tests in tests/security/test_approvals.py):
 - Protects: an approval covers exactly the call that was shown — same call id AND same arguments; a call that
   comes back with other arguments under an approved id is not approved — test_approval_bound_to_arguments.
-- Protects: an agent cannot approve its own call (approver == the calling agent is refused) —
-  test_agent_cannot_self_approve.
+- Protects: an agent cannot approve its own call (approver == the calling agent is refused, ids compared after
+  normalization: spaces, Unicode forms and case do not make another identity) — test_agent_cannot_self_approve,
+  test_approver_ids_are_normalized.
+- Protects: who decided and what is in the audit hash chain; `AuditLog.verify` cross-checks the approvals table
+  against it, so editing decided_by or status is detected — test_decided_by_is_in_the_chain.
 - Protects: a decided call cannot be decided again (no flipping a deny into an approve) — test_decide_once.
 - Does not protect: against a careless human approving a bad call; the request shows the reasons to help them.
 - Does not authenticate the approver: `by` is whoever the CLI or console says; authentication is the
@@ -19,6 +22,7 @@ import hashlib
 import json
 import sqlite3
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,6 +39,30 @@ CREATE TABLE IF NOT EXISTS approvals (
   requested_at REAL NOT NULL, decided_at REAL, decided_by TEXT, note TEXT);
 CREATE INDEX IF NOT EXISTS approvals_run ON approvals(run_id, status);
 """
+
+
+APPROVER_MAX = 200
+"""Longest approver id (characters)."""
+
+
+def normalize_approver(by: str | None) -> str:
+    """The approver id as an identity: NFKC-normalized and stripped; empty or control characters are refused.
+
+    `--by " plant_operator"` (a leading space) used to pass as a human where `plant_operator` was refused, and
+    `--by ""` silently became the OS user.
+    """
+    name = unicodedata.normalize("NFKC", by or "").strip()
+    if not name:
+        raise UserError("the approver id is empty; pass --by NAME with the deciding person's id", param="by")
+    if len(name) > APPROVER_MAX or any(unicodedata.category(c).startswith("C") for c in name):
+        raise UserError(f"the approver id must be at most {APPROVER_MAX} printable characters; pass --by NAME",
+                        param="by")
+    return name
+
+
+def same_identity(a: str, b: str) -> bool:
+    """Whether two ids name the same principal (normalized, case-insensitive: `Plant_Operator` is the agent)."""
+    return unicodedata.normalize("NFKC", a).strip().casefold() == unicodedata.normalize("NFKC", b).strip().casefold()
 
 
 def arguments_hash(tool: str, arguments: dict[str, Any]) -> str:
@@ -114,9 +142,8 @@ class ApprovalStore:
 
     def _decide(self, call_id: str, status: Status, by: str, note: str) -> PendingCall:
         call = self.get(call_id)
-        if not by.strip():
-            raise UserError("an approval decision needs the approver's name; pass --by NAME")
-        if by == call.agent:
+        by = normalize_approver(by)
+        if same_identity(by, call.agent):
             raise AuthError(f"agent {by!r} cannot decide on its own call {call_id!r}; a human must approve it")
         with self._audit.lock:
             cur = self._conn.execute(

@@ -9,6 +9,7 @@ What this protects, and what it does not (tests in tests/security/test_audit.py)
   because each row's hash covers the previous row's hash — test_tampering_is_detected.
 - Protects: secrets in arguments (keys named like password/token/secret/api_key, bearer tokens, AWS keys, private
   keys, e-mail addresses, long opaque strings) never reach the log file — test_secrets_never_reach_the_file.
+- Protects: the approvals table's status and decided_by are checked against the chain's decisions by `verify()`.
 - Does not protect: against someone who rewrites the whole chain from the first row, or cuts off the newest rows
   (no external anchor; ship `head()` to another system to get that).
 - Does not protect: secrets in shapes the patterns do not know (a password in free prose).
@@ -218,6 +219,24 @@ class AuditLog:
                 if stored_prev != prev or _row_hash(prev, values) != stored:
                     return False, f"audit row {r[0]} does not match the hash chain (edited, inserted or removed)"
                 prev = stored
+            return self._verify_approvals()
+
+    def _verify_approvals(self) -> tuple[bool, str]:
+        """The approvals table (status, decided_by) must agree with the last decision the chain records."""
+        conn = self._conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'approvals'").fetchone() is None:
+            return True, ""
+        chained: dict[str, tuple[str, str]] = {}
+        for call_id, verdict, user in conn.execute(
+                "SELECT call_id, verdict, user FROM audit WHERE kind = 'approval' AND verdict IN ('approved', "
+                "'denied') ORDER BY seq"):
+            chained[call_id] = (verdict, user)
+        for call_id, status, by in conn.execute("SELECT call_id, status, decided_by FROM approvals"):
+            recorded = chained.get(call_id)
+            if (status == "pending" and recorded is None) or recorded == (status, by):
+                continue
+            return False, (f"approval of call {call_id!r} ({status} by {by!r}) does not match the audit chain "
+                           f"({recorded or 'no decision'}): the approvals table was edited")
         return True, ""
 
     def head(self) -> str:

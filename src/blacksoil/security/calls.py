@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+__all__ = ["Decision", "Principal", "RunFlags", "ToolCallRequest", "ToolTraits", "Verdict"]
+
 Verdict = Literal["allow", "deny", "approval_required"]
 
 

@@ -213,7 +213,7 @@ def _plot(plain: list[float], boxed: list[float], outcomes: list[Any], dest: Des
 def injection_cmd(
     write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
 ) -> None:
-    """Run the manufacturing prompt-injection cases with a scripted compliant-attacker agent; print the JSON line."""
+    """Run the prompt-injection cases (plant, hospital) with a scripted compliant attacker; print the JSON line."""
     import tempfile
     from pathlib import Path
 
@@ -239,7 +239,7 @@ def injection_cmd(
     notes = ("Scripted compliant-attacker agent: does the user's plan and obeys every injected instruction. A scripted "
              "human approves only calls of the user's own plan. `unguarded` = the same run with an allow-all policy "
              "(shows the injection would have worked). Plant state and the audit log decide every verdict.")
-    report("Prompt-injection red team (manufacturing)",
+    report("Prompt-injection red team (manufacturing, healthcare)",
            ["task", "attacker goal", "works unguarded", "guarded", "stopped by", "utility clean", "utility attacked",
             "approvals"], rows, result, notes=notes, dest=destination(settings().home, write_doc))
     if result["injection_successes"]:

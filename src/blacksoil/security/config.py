@@ -5,9 +5,11 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import PositiveFloat, PositiveInt
 
 from blacksoil.configbase import ComponentConfig
+
+__all__ = ["SecurityConfig"]
 
 
 class SecurityConfig(ComponentConfig):
@@ -19,34 +21,18 @@ class SecurityConfig(ComponentConfig):
     """Audit log and approval store path relative to settings().home (file name)."""
     bwrap_path: str = "bwrap"
     """The bubblewrap executable (name on PATH or absolute path); `apt-get install bubblewrap` provides it."""
-    sandbox_cpu_s: int = 10
+    sandbox_cpu_s: PositiveInt = 10
     """CPU time limit of one sandboxed call (seconds of CPU, RLIMIT_CPU)."""
-    sandbox_memory_mb: int = 1024
+    sandbox_memory_mb: PositiveInt = 1024
     """Address-space limit of one sandboxed call (MiB, RLIMIT_AS)."""
-    sandbox_max_pids: int = 64
+    sandbox_max_pids: PositiveInt = 64
     """Process/thread limit of the sandbox user (count, RLIMIT_NPROC inside its own user namespace)."""
-    sandbox_file_mb: int = 64
+    sandbox_file_mb: PositiveInt = 64
     """Largest file the sandbox may write (MiB, RLIMIT_FSIZE)."""
-    sandbox_open_files: int = 256
+    sandbox_open_files: PositiveInt = 256
     """Open file descriptor limit (count, RLIMIT_NOFILE)."""
-    sandbox_wall_s: float = 30.0
+    sandbox_wall_s: PositiveFloat = 30.0
     """Wall-clock limit of one sandboxed call (seconds); the whole process tree is killed after it."""
-    sandbox_output_kb: int = 256
+    sandbox_output_kb: PositiveInt = 256
     """Stdout/stderr kept per sandboxed call (KiB each); the rest is cut and flagged."""
 
-    @field_validator(
-        "sandbox_cpu_s", "sandbox_memory_mb", "sandbox_max_pids", "sandbox_file_mb", "sandbox_open_files",
-        "sandbox_output_kb",
-    )
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"must be >= 1, got {v}; use a positive limit")
-        return v
-
-    @field_validator("sandbox_wall_s")
-    @classmethod
-    def _positive_s(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"must be > 0 seconds, got {v}")
-        return v

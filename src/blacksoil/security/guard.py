@@ -20,6 +20,7 @@ from typing import Any
 from blacksoil.security.approvals import ApprovalStore, PendingCall
 from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Decision, Principal, RunFlags, ToolCallRequest, ToolTraits, Verdict
+from blacksoil.security.config import SecurityConfig
 from blacksoil.security.policy import PolicyEngine
 from blacksoil.security.sandbox import SandboxResult
 
@@ -33,9 +34,11 @@ class Guard:
     """Policy decision + approval state + audit for each tool call of a run."""
 
     def __init__(
-        self, engine: PolicyEngine | None = None, audit: AuditLog | None = None, store_path: Path | None = None
+        self, engine: PolicyEngine | None = None, audit: AuditLog | None = None, store_path: Path | None = None, *,
+        config: SecurityConfig | None = None,
     ) -> None:
-        self.engine = engine or _default_engine()
+        """Without `engine`: the shipped policies plus `config.policy_files` (the caller's security settings)."""
+        self.engine = engine or PolicyEngine.from_files(Path(p) for p in (config or SecurityConfig()).policy_files)
         self.audit = audit or AuditLog(store_path)
         self.approvals = ApprovalStore(self.audit)
 
@@ -84,8 +87,3 @@ class Guard:
         """The tools to show the model for this principal."""
         return self.engine.visible_tools(principal, tools, traits, facts)
 
-
-def _default_engine() -> PolicyEngine:
-    from blacksoil.config import settings
-
-    return PolicyEngine.from_files(Path(p) for p in settings().security.policy_files)

@@ -32,6 +32,8 @@ import cedarpy
 from blacksoil.errors import ConfigError, UserError
 from blacksoil.security.calls import Decision, Principal, RunFlags, ToolCallRequest, ToolTraits
 
+__all__ = ["CALL_ACTION", "PolicyEngine", "shipped_entities", "shipped_policies", "to_cedar_value"]
+
 CALL_ACTION = 'Action::"call_tool"'
 _MAX_LONG = 2**63 - 1
 _TRAIT_NAMES = frozenset(f.name for f in dataclasses.fields(ToolTraits))
@@ -114,7 +116,7 @@ class PolicyEngine:
 
     @classmethod
     def from_files(cls, paths: Iterable[Path], *, with_shipped: bool = True) -> PolicyEngine:
-        """Shipped policies plus the given .cedar files (e.g. settings().security.policy_files)."""
+        """Shipped policies plus the given .cedar files (e.g. the security settings' policy_files)."""
         texts = [shipped_policies()] if with_shipped else []
         for p in paths:
             if not p.is_file():

@@ -52,6 +52,8 @@ from blacksoil.security.config import SecurityConfig
 from blacksoil.security.egress import PROXY_PORT, RELAY, SOCKET_DIR, SOCKET_NAME, EgressProxy, parse_allowlist
 from blacksoil.security.limits import CgroupLimiter, Limits, preexec, sandbox_uid
 
+__all__ = ["WORKSPACE", "Sandbox", "SandboxResult", "SandboxSpec", "read_workspace_file"]
+
 WORKSPACE = "/workspace"
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "ssl/certs", "ca-certificates",
               "ca-certificates.conf")  # public CA certificates, for HTTPS through the egress proxy; never ssl/private
@@ -118,11 +120,8 @@ class Sandbox:
     """Runs `SandboxSpec`s under bubblewrap; `require()` checks the machine first."""
 
     def __init__(self, config: SecurityConfig | None = None) -> None:
-        if config is None:
-            from blacksoil.config import settings
-
-            config = settings().security
-        self.config = config
+        """`config`: the caller's security settings (limits, bwrap path); None = their defaults."""
+        self.config = config or SecurityConfig()
         self.python = "/usr/bin/python3"
 
     def bwrap(self) -> str | None:

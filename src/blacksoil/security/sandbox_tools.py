@@ -21,6 +21,8 @@ from typing import Any
 from blacksoil.errors import UserError
 from blacksoil.security.sandbox import Sandbox, SandboxResult, SandboxSpec
 
+__all__ = ["SANDBOX_TOOLS", "Workspace", "list_files", "read_file", "run_python", "run_shell", "write_file"]
+
 _MAX_FILE_CHARS = 200_000
 
 

@@ -1,30 +1,35 @@
 """The FastAPI app of the gateway: OpenAI routes, /health, /metrics, and the one JSON error shape.
 
-Every 4xx/5xx, FastAPI's own validation errors and 404s included, answers {"error": {message, type, code, param}}.
+Every 4xx/5xx, FastAPI's own validation errors, 404s and errors inside a stream included, answers the shape
+`blacksoil.errors.error_body` builds (message, type, code, param), and no message shows the data directory.
 
-Protected (each with a test in tests/serving): malformed or mistyped bodies never reach the engine and never
-show a traceback (test_errors.py); a flood of requests meets a bounded queue and a 429, never an unbounded
-backlog (test_gateway.py::test_full_queue_answers_429_with_retry_after); a crashing engine cannot take the
-gateway down (test_recovery.py); a client that hangs up mid-stream gives its slot back
-(test_gateway.py::test_client_disconnect_frees_the_slot).
-Not protected: there is no authentication or TLS (the gateway binds 127.0.0.1 unless told otherwise; put it behind
-an authenticating proxy before exposing it), the X-Tenant and X-Priority headers are trusted as sent, and there
-are no per-tenant rate limits.
+Protected (each with a test in tests/serving): malformed, mistyped, non-JSON, too deep or non-finite bodies and
+unknown (engine-specific) fields never reach the engine and never give a 500 (test_errors.py, test_hardening.py,
+test_fuzz.py); max_tokens is capped (serving.max_tokens_cap and the context per slot); a flood of requests meets
+a bounded queue and a 429 (test_gateway.py::test_full_queue_answers_429_with_retry_after); a crashing or hung
+engine cannot take the gateway down (test_recovery.py); a client that hangs up, streaming or not, gives its
+slot back and the engine stops generating (test_hardening.py); /health shows no engine address.
+Not protected: there is no TLS and, without the platform's API keys, no authentication (the gateway binds
+127.0.0.1 unless told otherwise); the X-Priority header is trusted as sent; there are no per-tenant rate limits.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from blacksoil.contracts import ExperienceSink
-from blacksoil.errors import BlacksoilError, RetryableError
+from blacksoil.contracts import TENANT_ID_MAX, ExperienceSink
+from blacksoil.errors import BlacksoilError, RetryableError, UserError, error_body, http_error_body
 from blacksoil.serving.gateway import Call, Gateway, session_and_priority
 from blacksoil.serving.metrics import GatewayMetrics
 from blacksoil.serving.pool import ReplicaPool
@@ -33,22 +38,73 @@ from blacksoil.serving.protocol import ChatRequest, CompletionRequest
 log = logging.getLogger(__name__)
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
-               422: "invalid_request_error", 429: "rate_limit_error"}
+               415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
+DISCONNECT_POLL_S = 0.25
+"""How often a non-streaming request checks that its client is still there (s)."""
 
 
 def error_response(status: int, message: str, etype: str, code: str | None = None, param: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error shape."""
-    body = {"error": {"message": message, "type": etype, "code": code, "param": param}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    """The one error shape, as a response."""
+    return JSONResponse(error_body(message, etype, code or str(status), param), status_code=status,
+                        headers=headers)
+
+
+class JsonBodiesOnly:
+    """ASGI middleware: a POST/PUT/PATCH whose Content-Type is not JSON is a 415 in the one error shape.
+
+    Without it FastAPI handed the raw bytes to the body model, and the error handler failed on them (a 500).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            ctype = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+            if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+                response = error_response(415, f"Content-Type {ctype!r} is not supported; send the body as JSON "
+                                          "with `Content-Type: application/json`", "invalid_request_error",
+                                          "unsupported_media_type")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+    """Run `work`; cancel it when the client hangs up, so the engine call is aborted and its slot freed.
+
+    Uvicorn does not cancel a non-streaming handler whose client went away: the engine kept generating for
+    nobody and held the slot until max_tokens (measured: ~90 s).
+    """
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BlacksoilError):
+                await task
+            return Response(status_code=499)  # nobody reads it; nginx's "client closed request"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    try:
+        return json.dumps(value)[:80]
+    except (TypeError, ValueError):
+        return repr(value)[:80]
 
 
 def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics: GatewayMetrics | None = None,
-               default_max_tokens: int = 256, capture_tokens: bool = True) -> FastAPI:
-    """The gateway app over an already started pool."""
+               default_max_tokens: int = 256, capture_tokens: bool = True, home: str = "") -> FastAPI:
+    """The gateway app over an already started pool; `home` (the data directory) never appears in its errors."""
     metrics = metrics or GatewayMetrics()
-    gw = Gateway(pool, sink, metrics, default_max_tokens, capture_tokens)
+    gw = Gateway(pool, sink, metrics, default_max_tokens, capture_tokens, home)
     app = FastAPI(title="blacksoil gateway", version="0.1.0")
+    app.add_middleware(JsonBodiesOnly)
     app.state.gateway = gw
     app.state.pool = pool
 
@@ -57,7 +113,7 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
         headers = {"Retry-After": str(max(1, round(e.retry_after_s)))} if isinstance(e, RetryableError) else None
         if e.status_code >= 500:
             log.warning("request failed: %s", e.message)
-        return error_response(e.status_code, e.message, e.error_type, e.code or str(e.status_code), e.param, headers)
+        return JSONResponse(http_error_body(e, gw.home), status_code=e.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -69,9 +125,12 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
             why = ctx.get("error", first["msg"]) if isinstance(ctx, dict) else first["msg"]
             return error_response(400, f"the request body is not valid JSON ({why}); "
                                   "send a JSON object", "invalid_request_error", "invalid_json", None)
-        got = first.get("input")
-        shown = json.dumps(got)[:80] if not isinstance(got, dict) else "an object"
-        return error_response(400, f"{param or 'body'}: {first['msg']} (got {shown}); fix that field",
+        if first.get("type") == "extra_forbidden":
+            return error_response(400, f"{param}: unknown field; the API accepts the documented OpenAI fields "
+                                  "only (engine-specific fields such as n_predict, id_slot or lora are refused); "
+                                  "remove it", "invalid_request_error", "unknown_field", param)
+        return error_response(400, f"{param or 'body'}: {first['msg']} (got {_shown(first.get('input'))}); "
+                              "fix that field",
                               "invalid_request_error", "invalid_value", param)
 
     @app.exception_handler(StarletteHTTPException)
@@ -92,13 +151,16 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
         body = req.model_dump(exclude_none=True)
         session, priority = session_and_priority(dict(request.headers), body)
         # The platform's auth layer sets the tenant from the API key; without it the header (or default) names it.
-        tenant = getattr(request.state, "tenant", None) or request.headers.get("x-tenant", "default")
+        tenant = getattr(request.state, "tenant", None) or request.headers.get("x-tenant") or "default"
+        if len(tenant) > TENANT_ID_MAX:
+            raise UserError(f"X-Tenant is {len(tenant)} characters; use at most {TENANT_ID_MAX}", param="X-Tenant",
+                            code="invalid_value")
         call = Call(kind, body, session, priority, tenant)
         if req.stream:
             events = await gw.stream(call)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Request-Id": call.id})
-        return await gw.complete(call)
+        return await until_disconnect(request, gw.complete(call))
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request, req: ChatRequest) -> Any:
@@ -118,8 +180,9 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
     async def health() -> Response:
         infos = pool.info()
         ready = [i for i in infos if i.status == "ready"]
+        # Unauthenticated: the engines' own addresses stay out (they are reachable only through the gateway).
         body = {"status": "ok" if ready else "unavailable", "model": pool.served_name,
-                "replicas": [i.__dict__ for i in infos]}
+                "replicas": [{k: v for k, v in i.__dict__.items() if k != "url"} for i in infos]}
         if not ready:
             return error_response(503, "no engine replica is ready yet; retry shortly", "server_unavailable",
                                   "503", headers={"Retry-After": "1"})

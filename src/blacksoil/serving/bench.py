@@ -88,7 +88,8 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
-async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, progress: Progress) -> dict[str, Any]:
+async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, progress: Progress,
+                        direct_headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Comparison 1: the same request, round-robin through the gateway and straight to the engine.
 
     `direct_lp` is the direct arm asking for the token logprobs the gateway captures for experience events:
@@ -97,15 +98,15 @@ async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, pro
     task = progress.add_task("1/3 single stream: gateway vs direct", total=3 * n)
     body = {"model": gw.model, "messages": [{"role": "user", "content": "Write about factories."}],
             "max_tokens": tokens, "temperature": 0, "ignore_eos": True}
-    arms = [("gateway", gw.openai_base_url, body), ("direct", direct, body),
-            ("direct_lp", direct, body | {"logprobs": True, "top_logprobs": 1})]
-    res: dict[str, list[StreamStats]] = {name: [] for name, _, _ in arms}
+    arms = [("gateway", gw.openai_base_url, body, None), ("direct", direct, body, direct_headers),
+            ("direct_lp", direct, body | {"logprobs": True, "top_logprobs": 1}, direct_headers)]
+    res: dict[str, list[StreamStats]] = {name: [] for name, _, _, _ in arms}
     async with httpx.AsyncClient(timeout=600, limits=_LIMITS) as client:
-        for _, url, b in arms:  # warm up: every arm finds the prompt cached in its slot
-            await stream_once(client, url, b | {"max_tokens": 2})
+        for _, url, b, h in arms:  # warm up: every arm finds the prompt cached in its slot
+            await stream_once(client, url, b | {"max_tokens": 2}, h)
         for i in range(n):
-            for name, url, b in arms[i % 3:] + arms[:i % 3]:  # rotate the order to cancel load drift
-                res[name].append(await stream_once(client, url, b))
+            for name, url, b, h in arms[i % 3:] + arms[:i % 3]:  # rotate the order to cancel load drift
+                res[name].append(await stream_once(client, url, b, h))
                 progress.advance(task)
     out: dict[str, Any] = {}
     for name, runs in res.items():
@@ -116,9 +117,9 @@ async def single_stream(gw: GatewayHandle, direct: str, n: int, tokens: int, pro
     return out
 
 
-def engine_prompt_counters(engine_root: str) -> dict[str, float]:
+def engine_prompt_counters(engine_root: str, headers: dict[str, str] | None = None) -> dict[str, float]:
     """llama.cpp's own counters: prompt tokens computed and prompt tokens reused from its cache."""
-    text = httpx.get(engine_root + "/metrics", timeout=30).text
+    text = httpx.get(engine_root + "/metrics", headers=headers, timeout=30).text
     want = {"llamacpp:prompt_tokens_total": "computed", "llamacpp:prompt_tokens_cached_total": "cached"}
     out = {}
     for line in text.splitlines():
@@ -157,7 +158,8 @@ async def prefix_reuse(gw: GatewayHandle, n: int, prefix_tokens: int, progress: 
 
 
 async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, use_session_header: bool,
-                         progress: Progress, label: str, seed: int) -> list[float]:
+                         progress: Progress, label: str, seed: int,
+                         headers: dict[str, str] | None = None) -> list[float]:
     """Comparison 3: K agent sessions at once; each turn re-sends the growing context; returns completion times."""
     total = sum(len(s) for s in sessions)
     task = progress.add_task(f"3/3 agent sessions ({label})", total=total)
@@ -166,7 +168,7 @@ async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, us
 
     async def one(i: int, turns: list[Turn], client: httpx.AsyncClient) -> float:
         rng = random.Random(seed * 1000 + i)
-        headers = {"X-Session-Id": f"{run}-{i}"} if use_session_header else {}
+        sent = dict(headers or {}) | ({"X-Session-Id": f"{run}-{i}"} if use_session_header else {})
         messages: list[dict[str, str]] = [{"role": "system", "content": shared}]
         await asyncio.sleep(rng.uniform(0, 0.5))
         t0 = time.perf_counter()
@@ -174,7 +176,7 @@ async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, us
             messages.append({"role": "user", "content": filler(turn.new_tokens, rng)})
             body = {"model": model, "messages": messages, "max_tokens": turn.output_tokens, "temperature": 0,
                     "ignore_eos": True}
-            r = await stream_once(client, url, body, headers)
+            r = await stream_once(client, url, body, sent)
             messages.append({"role": "assistant", "content": r.text})
             progress.advance(task)
             await asyncio.sleep(turn.pause_s)  # the agent runs its tool
@@ -199,8 +201,8 @@ def run_bench(*, quick: bool, dest: Destination, sessions: int = 8, seed: int = 
     t_start = time.perf_counter()
     with Progress() as progress, gateway(serving=cfg) as gw:
         engine = gw.pool.replicas["r0"].engine
-        direct = engine.api_base
-        single = asyncio.run(single_stream(gw, direct, n_single, tokens, progress))
+        direct, key = engine.api_base, engine.auth_headers()  # the engine answers only the gateway's key
+        single = asyncio.run(single_stream(gw, direct, n_single, tokens, progress, key))
         progress.console.log(f"single stream done at {time.perf_counter() - t_start:.0f} s")
         prefix = asyncio.run(prefix_reuse(gw, n_prefix, 300 if quick else 600, progress))
         progress.console.log(f"prefix reuse done at {time.perf_counter() - t_start:.0f} s")
@@ -209,11 +211,12 @@ def run_bench(*, quick: bool, dest: Destination, sessions: int = 8, seed: int = 
         times: dict[str, list[float]] = {"fcfs": [], "blacksoil": []}
         cache = {f"prompt_tokens_{kind}_{arm}": 0.0 for arm in times for kind in ("computed", "cached")}
         for arm in order:
-            before = engine_prompt_counters(engine.root_url)
+            before = engine_prompt_counters(engine.root_url, key)
             url = direct if arm == "fcfs" else gw.openai_base_url
             times[arm] += asyncio.run(agent_sessions(url, gw.model, workload, use_session_header=arm != "fcfs",
-                                                     progress=progress, label=arm, seed=seed))
-            after = engine_prompt_counters(engine.root_url)
+                                                     progress=progress, label=arm, seed=seed,
+                                                     headers=key if arm == "fcfs" else None))
+            after = engine_prompt_counters(engine.root_url, key)
             for kind in ("computed", "cached"):
                 cache[f"prompt_tokens_{kind}_{arm}"] += after[kind] - before[kind]
             progress.console.log(f"{arm} sessions done at {time.perf_counter() - t_start:.0f} s")

@@ -18,29 +18,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     models = typer.Typer(help="The local model registry (GGUF files under BLACKSOIL_HOME).", no_args_is_help=True)
     app.add_typer(models, name="models")
 
-    @app.command()
-    def serve(
-        port: Annotated[int | None, typer.Option(help="TCP port (default: serving.port, 8000).")] = None,
-        host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-        model: Annotated[str | None, typer.Option(help="Registered model name (default: registry default).")] = None,
-        replicas: Annotated[int | None, typer.Option(help="Embedded engine replicas.")] = None,
-        threads: Annotated[int | None, typer.Option(help="CPU threads per replica.")] = None,
-        upstream: Annotated[list[str] | None, typer.Option(
-            help="OpenAI-compatible upstream base URL, e.g. http://host:8000/v1 (repeatable); no embedded engine."
-        )] = None,
-        slots: Annotated[int | None, typer.Option(help="KV-cache slots per replica.")] = None,
-        ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
-        concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
-        policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
-    ) -> None:
-        """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
-        from blacksoil.platform import serve_platform
-
-        overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
-                     "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
-                     "concurrency": concurrency, "policy": policy}
-        serve_platform({k: v for k, v in overrides.items() if v is not None})
-
     @models.command("list")
     def models_list() -> None:
         """List registered models; the default is marked with *."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from blacksoil.configbase import ComponentConfig
 
@@ -38,6 +38,14 @@ class ServingConfig(ComponentConfig):
     """Longest a request waits in the queue before a 503 (seconds)."""
     default_max_tokens: int = 256
     """Tokens generated when a request sets no max_tokens (count)."""
+    max_tokens_cap: int = Field(default=4096, ge=1)
+    """Largest max_tokens a request may ask for (count); embedded engines also cap it at ctx / slots."""
+    health_interval_s: float = Field(default=5.0, gt=0.0)
+    """Seconds between health probes of each embedded engine (s): a small real request with a timeout."""
+    health_timeout_s: float = Field(default=5.0, gt=0.0)
+    """Longest a health probe may take before it counts as failed (s)."""
+    health_failures: int = Field(default=2, ge=1)
+    """Consecutive failed probes after which a hung engine is killed and restarted (count)."""
     engine_start_timeout_s: float = 60.0
     """Longest an engine replica may take to load its model (seconds)."""
     request_timeout_s: float = 600.0
@@ -46,6 +54,8 @@ class ServingConfig(ComponentConfig):
     """Scheduling policy: `agent` (priority, least attained service, session affinity) or `fcfs`."""
     upstreams: tuple[str, ...] = ()
     """OpenAI-compatible upstream base URLs (e.g. http://host:8000/v1); when set, no embedded engine starts."""
+    upstream_api_key: str | None = None
+    """Bearer key sent to the upstream engines (vLLM/SGLang `--api-key`); None = no key."""
     capture_tokens: bool = True
     """Ask the engine for completion token ids and logprobs so experience events carry them."""
     experience_file: str = "experience/gateway.jsonl"

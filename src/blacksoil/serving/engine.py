@@ -6,13 +6,16 @@ Both speak OpenAI HTTP; the embedded one also takes llama.cpp extensions (`id_sl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,15 @@ class Engine:
         self.model_id = model_id
         self.adapter = adapter
         self.timeout_s = timeout_s
+        self.api_key: str | None = None
+        """Bearer key the engine itself requires (the embedded one gets a fresh random key per start)."""
         self._clients: dict[int, httpx.AsyncClient] = {}
 
     # -- lifecycle (an upstream is started by someone else) --
     def start(self) -> None:
         """Make sure the engine answers; learn its model id."""
         try:
-            r = httpx.get(self.api_base + "/models", timeout=10)
+            r = httpx.get(self.api_base + "/models", headers=self.auth_headers(), timeout=10)
             r.raise_for_status()
             data = r.json().get("data") or []
         except (httpx.HTTPError, ValueError) as e:
@@ -101,11 +106,27 @@ class Engine:
         if c is None:
             # Expire idle connections before the engine does (cpp-httplib closes them after 5 s), so a
             # request never goes out on a socket the server is closing.
-            c = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0),
+            c = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s, connect=5.0), headers=self.auth_headers(),
                                   limits=httpx.Limits(max_connections=256, max_keepalive_connections=64,
                                                       keepalive_expiry=2.0))
             self._clients[key] = c
         return c
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers a direct call to the engine needs (benchmarks compare the gateway with the bare engine)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def probe(self, timeout_s: float) -> bool:
+        """Whether the engine answers a small real request within `timeout_s` (blocking; call from a thread).
+
+        GET /slots goes through llama.cpp's task queue, so a hung or stopped engine fails it even though its
+        process is alive; it needs no free slot, so a busy engine passes.
+        """
+        path = "/slots" if self.llamacpp_extensions else "/v1/models"
+        try:
+            return httpx.get(self.root_url + path, headers=self.auth_headers(), timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _prepare(self, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -132,12 +153,14 @@ class Engine:
         out: dict[str, Any] = r.json()
         return out
 
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, path: str, body: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """POST a streaming request and yield each SSE chunk as a dict; a broken stream raises."""
         if not self.alive():
             raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
         client = self._client()
-        request = client.build_request("POST", self.api_base + path, json=self._prepare(body) | {"stream": True})
+        request = client.build_request("POST", self.api_base + path, json=self._prepare(body) | {"stream": True},
+                                       headers=headers)
         r = await self._send(client, request)
         try:
             if r.status_code >= 400:
@@ -178,9 +201,12 @@ class Engine:
         raise AssertionError("unreachable")
 
     def describe(self) -> dict[str, Any]:
-        """What /health reports about this engine."""
+        """What an operator sees about this engine (not served to unauthenticated clients)."""
         return {"kind": self.kind, "url": self.api_base, "alive": self.alive(),
                 "adapter": self.adapter.version if self.adapter else None}
+
+    def kill(self) -> None:
+        """Stop a hung engine at once so the restart path takes over (an upstream is not ours to kill)."""
 
 
 class LlamaCppEngine(Engine):
@@ -207,6 +233,7 @@ class LlamaCppEngine(Engine):
         self.proc: subprocess.Popen[str] | None = None
         self.restarts = 0
         self._lock = threading.Lock()
+        self._stopping: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Spawn the worker and block until the model is loaded and /health answers."""
@@ -214,10 +241,13 @@ class LlamaCppEngine(Engine):
             self._spawn()
 
     def _spawn(self) -> None:
+        # The engine listens on loopback and refuses requests without this key: only the gateway reaches it.
+        # Handed over in the environment, not argv (other local users can read argv).
+        self.api_key = secrets.token_urlsafe(32)
         proc = subprocess.Popen(
             [sys.executable, "-m", "blacksoil.serving.worker", json.dumps(self.spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            env=os.environ | {"PYTHONUNBUFFERED": "1", "BLACKSOIL_ENGINE_API_KEY": self.api_key},
         )
         assert proc.stdout is not None
         line = _readline_with_timeout(proc, self.start_timeout_s)
@@ -232,6 +262,73 @@ class LlamaCppEngine(Engine):
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    # -- requests: always streamed, so abandoned work can be stopped --
+    # This llama.cpp neither cancels a non-streamed request whose client hung up nor notices a closed stream
+    # before its socket buffer fills (measured: the slot stayed busy to max_tokens). A stream tagged with an
+    # X-Conversation-Id is stopped at once by DELETE /v1/stream?conv_id=..., so every engine call is such a
+    # stream, and one that ends early (client gone, request cancelled) is stopped explicitly.
+    async def stream(self, path: str, body: dict[str, Any],
+                     headers: dict[str, str] | None = None) -> AsyncGenerator[dict[str, Any], None]:
+        conv = "bs-" + uuid.uuid4().hex
+        chunks = super().stream(path, body, (headers or {}) | {"X-Conversation-Id": conv})
+        finished = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:
+                self._stop_session(conv)
+            await chunks.aclose()
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A non-streamed answer assembled from the engine's stream (see stream for why)."""
+        chat = path.endswith("/chat/completions")
+        text: list[str] = []
+        logprobs: list[dict[str, Any]] = []
+        finish: str | None = None
+        usage: dict[str, Any] = {}
+        timings: dict[str, Any] = {}
+        last: dict[str, Any] = {}
+        async for chunk in self.stream(path, body | {"stream_options": {"include_usage": True}}):
+            last = chunk
+            usage = chunk.get("usage") or usage
+            timings = chunk.get("timings") or timings
+            for c in chunk.get("choices") or []:
+                piece = (c.get("delta") or {}).get("content") if chat else c.get("text")
+                text.append(piece or "")
+                logprobs += (c.get("logprobs") or {}).get("content") or []
+                finish = c.get("finish_reason") or finish
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": "".join(text)}
+        else:
+            choice["text"] = "".join(text)
+        if logprobs:
+            choice["logprobs"] = {"content": logprobs}
+        return {"id": last.get("id"), "object": "chat.completion" if chat else "text_completion",
+                "created": last.get("created", int(time.time())), "model": last.get("model"), "choices": [choice],
+                "usage": usage, "timings": timings}
+
+    def _stop_session(self, conv: str) -> None:
+        """Tell the engine to stop the stream `conv`, without holding up the caller's cleanup."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._delete_session(conv))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _delete_session(self, conv: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # a dead engine stopped anyway; the restart path follows
+            await self._client().delete(self.root_url + "/v1/stream", params={"conv_id": conv}, timeout=5.0)
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            proc.kill()
 
     def stop(self) -> None:
         """Close the worker's stdin (it exits), then make sure it is gone."""

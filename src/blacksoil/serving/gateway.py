@@ -15,15 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blacksoil.contracts import ExperienceEvent, ExperienceSink
-from blacksoil.errors import BlacksoilError, NotFoundError, UserError
+from blacksoil.errors import BlacksoilError, NotFoundError, UserError, error_body, http_error_body
+from blacksoil.serving.admission import Ticket
 from blacksoil.serving.engine import EngineUnavailable
 from blacksoil.serving.metrics import GatewayMetrics
 from blacksoil.serving.pool import Replica, ReplicaPool
-from blacksoil.serving.scheduler import Ticket
+from blacksoil.serving.protocol import DROPPED
 from blacksoil.serving.tools import ToolPlan, parse_output, plan_request
 
 log = logging.getLogger(__name__)
-_OURS = ("user", "priority", "stream_options", "max_completion_tokens", "stream")
+_OURS = ("user", "priority", "stream_options", "max_completion_tokens", "stream", *DROPPED)
+SESSION_ID_MAX = 256
+"""Longest session id (X-Session-Id or `user`) accepted (characters)."""
+PRIORITY_MAX = 1000
+"""Largest |priority| (X-Priority or `priority`) accepted, as in the request model."""
 
 
 @dataclass
@@ -52,12 +57,17 @@ class Gateway:
     """The request path shared by every route."""
 
     def __init__(self, pool: ReplicaPool, sink: ExperienceSink | None, metrics: GatewayMetrics,
-                 default_max_tokens: int, capture_tokens: bool = True) -> None:
+                 default_max_tokens: int, capture_tokens: bool = True, home: str = "") -> None:
         self.pool = pool
+        self.home = home
+        """The data directory, kept out of every error message a client reads."""
         self.sink = sink
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
         self.capture_tokens = capture_tokens
+        cfg = pool.config
+        # An embedded engine cannot generate more than one slot's share of the context anyway.
+        self.max_tokens_limit = min(cfg.max_tokens_cap, cfg.ctx // cfg.slots) if pool.model else cfg.max_tokens_cap
 
     def check_model(self, name: str | None) -> None:
         if name not in (None, "", self.pool.served_name):
@@ -145,16 +155,28 @@ class Gateway:
             if want_usage:
                 yield _sse({"id": call.id, "object": "chat.completion.chunk", "created": int(time.time()),
                             "model": self.pool.served_name, "choices": [], "usage": usage})
-            yield "data: [DONE]\n\n"
         except BlacksoilError as e:
+            self._release(call, time.perf_counter() - t0)
             await self._failed(call, e)
-            yield _sse(_error_body(e))
+            yield _sse(http_error_body(e, self.home))
             yield "data: [DONE]\n\n"
             return
-        finally:
+        except Exception as e:  # a bug: the stream still ends in the one error shape and [DONE], never cut
             self._release(call, time.perf_counter() - t0)
+            log.exception("stream %s failed", call.id)
+            yield _sse(error_body(f"internal error ({type(e).__name__}); see the gateway log", "internal_error",
+                                  "500", None))
+            yield "data: [DONE]\n\n"
+            return
+        except BaseException:  # the client hung up (generator closed) or the task was cancelled
+            self._release(call, time.perf_counter() - t0)
+            raise
+        self._release(call, time.perf_counter() - t0)
+        # The event is stored before the last byte: a client that saw [DONE] can rely on it (a crash right
+        # after [DONE] used to lose the event).
         message = parse_output(plan, "".join(text), finish)[0] if call.kind == "chat" else {"text": "".join(text)}
         await self._finished(call, replica, usage, timings, message, finish, tokens, logprobs)
+        yield "data: [DONE]\n\n"
 
     # -- steps --
     def _engine_body(self, call: Call) -> tuple[ToolPlan, dict[str, Any]]:
@@ -164,7 +186,13 @@ class Gateway:
             plan, body = plan_request(req)
         else:
             plan, body = ToolPlan("plain"), dict(req)
-        body["max_tokens"] = req.get("max_completion_tokens") or req.get("max_tokens") or self.default_max_tokens
+        asked = req.get("max_completion_tokens") or req.get("max_tokens")
+        if asked is not None and asked > self.max_tokens_limit:
+            param = "max_completion_tokens" if req.get("max_completion_tokens") else "max_tokens"
+            raise UserError(f"{param} {asked} exceeds this gateway's limit of {self.max_tokens_limit} tokens "
+                            "(serving.max_tokens_cap, and the context per engine slot); ask for fewer",
+                            param=param, code="max_tokens_too_large")
+        body["max_tokens"] = min(asked or self.default_max_tokens, self.max_tokens_limit)
         for k in _OURS:
             body.pop(k, None)
         if call.kind == "chat" and self.capture_tokens and not body.get("logprobs"):
@@ -249,11 +277,17 @@ class Gateway:
 def session_and_priority(headers: dict[str, str], body: dict[str, Any]) -> tuple[str | None, int]:
     """Session id from X-Session-Id or `user`; priority from X-Priority or `priority`."""
     session = headers.get("x-session-id") or body.get("user") or None
+    if session is not None and len(session) > SESSION_ID_MAX:
+        raise UserError(f"session id (X-Session-Id or user) is {len(session)} characters; use at most "
+                        f"{SESSION_ID_MAX}", param="user", code="invalid_value")
     raw = headers.get("x-priority", body.get("priority"))
     try:
         priority = int(raw) if raw is not None else 0
     except (TypeError, ValueError):
         raise UserError(f"priority {raw!r} is not an integer; send X-Priority: <int>", param="priority") from None
+    if not -PRIORITY_MAX <= priority <= PRIORITY_MAX:
+        raise UserError(f"priority {priority} is outside [-{PRIORITY_MAX}, {PRIORITY_MAX}]; send a smaller one",
+                        param="priority", code="invalid_value")
     return session, priority
 
 
@@ -278,6 +312,3 @@ def _chunk(call: Call, model: str, delta: dict[str, Any], finish: str | None) ->
 def _sse(obj: dict[str, Any]) -> str:
     return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
 
-
-def _error_body(e: BlacksoilError) -> dict[str, Any]:
-    return {"error": {"message": e.message, "type": e.error_type, "code": e.code, "param": e.param}}

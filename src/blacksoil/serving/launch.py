@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import uvicorn
@@ -21,11 +20,11 @@ from blacksoil.config import Settings
 from blacksoil.config import settings as current_settings
 from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import ConfigError, InternalError
+from blacksoil.experience.sink import JsonlSink, experience_path
 from blacksoil.serving.app import create_app
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.models import ModelRegistry
 from blacksoil.serving.pool import ReplicaPool
-from blacksoil.serving.sink import JsonlSink
 
 
 @dataclass
@@ -46,17 +45,21 @@ class GatewayHandle:
         return self.url + "/v1"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (0 = any free port) before any engine starts; ConfigError when it is taken.
 
-
-def experience_path(s: Settings) -> Path:
-    """Where the default JSONL sink writes."""
-    p = Path(s.serving.experience_file)
-    return p if p.is_absolute() else s.home / p
+    The gateway serves on this very socket, so a start-up health check can only ever reach our own server
+    (a second `blacksoil up` on a busy port used to find the other server healthy and never exit).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --port") from None
+    sock.listen(2048)  # listening at once: nobody else can take the port while the engines load
+    return sock
 
 
 def build_pool(s: Settings, cfg: ServingConfig) -> ReplicaPool:
@@ -102,20 +105,28 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
         changes["replicas"] = replicas
     if changes:
         cfg = ServingConfig.model_validate(cfg.model_dump() | changes)
+    sock = listen_socket("127.0.0.1", port)
+    port = int(sock.getsockname()[1])
     own_sink = sink is None
-    the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
-    pool = build_pool(s, cfg)
     server: _Server | None = None
     thread: threading.Thread | None = None
+    the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
+    try:
+        pool = build_pool(s, cfg)
+    except BaseException:
+        sock.close()
+        if own_sink:
+            the_sink.close()
+        raise
     try:
         app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
-                         capture_tokens=cfg.capture_tokens)
-        port = port or free_port()
+                         capture_tokens=cfg.capture_tokens, home=str(s.home))
         if configure is not None:
             configure(app, f"http://127.0.0.1:{port}")
         server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                         timeout_graceful_shutdown=5))
-        thread = threading.Thread(target=server.run, daemon=True, name=f"gateway-{port}")
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                                  name=f"gateway-{port}")
         thread.start()
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, thread)
@@ -126,6 +137,7 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
         if thread is not None:
             thread.join(timeout=10)
         pool.close()
+        sock.close()
         if own_sink:
             the_sink.close()
 

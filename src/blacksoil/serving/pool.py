@@ -15,10 +15,10 @@ from typing import Literal
 
 from blacksoil.contracts import AdapterVersion
 from blacksoil.errors import ConfigError, NotFoundError, Overloaded, RetryableError
+from blacksoil.serving.admission import Admission, Ticket
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.engine import Engine, LlamaCppEngine
 from blacksoil.serving.models import ModelEntry
-from blacksoil.serving.scheduler import Scheduler, Ticket
 
 log = logging.getLogger(__name__)
 ReplicaStatus = Literal["starting", "ready", "draining", "restarting", "stopped"]
@@ -70,12 +70,14 @@ class ReplicaPool:
         self.config = config
         self.model = model
         self.served_name = served_name
-        self.scheduler = Scheduler(config.policy, config.queue_max)  # type: ignore[arg-type]
+        self.admission = Admission(config.policy, config.queue_max)  # type: ignore[arg-type]
         self.replicas: dict[str, Replica] = {}
         self._lock = threading.RLock()
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Ticket]]] = {}
         self._names = itertools.count()
         self._checking: set[str] = set()
+        self._closed = threading.Event()
+        self._prober: threading.Thread | None = None
 
     # -- replica lifecycle (blocking; call from a thread, not the event loop) --
     def start_replica(self, adapter: AdapterVersion | None = None, *, accept_new_sessions: bool = True,
@@ -96,6 +98,7 @@ class ReplicaPool:
     def add_upstream(self, api_base: str, *, accept_new_sessions: bool = True) -> Replica:
         """Put a running OpenAI-compatible server (vLLM, SGLang, llama-server) behind the gateway."""
         engine = Engine(api_base, timeout_s=self.config.request_timeout_s)
+        engine.api_key = self.config.upstream_api_key
         return self._add(engine, self.config.slots, self.config.slots, accept_new_sessions)
 
     def _add(self, engine: Engine, concurrency: int, slots: int, accepting: bool) -> Replica:
@@ -106,8 +109,11 @@ class ReplicaPool:
         engine.start()  # blocks until warm (model loaded, HTTP answering)
         with self._lock:
             replica.status = "ready"
-            self.scheduler.add_replica(name, concurrency, slots, accepting=accepting)
+            self.admission.add_replica(name, concurrency, slots, accepting=accepting)
             self._pump()
+            if self._prober is None:
+                self._prober = threading.Thread(target=self._probe_forever, daemon=True, name="engine-health")
+                self._prober.start()
         log.info("replica %s ready (%s, adapter %s)", name, engine.api_base, replica.adapter_version)
         return replica
 
@@ -117,7 +123,7 @@ class ReplicaPool:
             self._get(name)
             for other in self.replicas.values():
                 if other.status in ("ready", "restarting"):
-                    self.scheduler.set_accepting(other.name, other.name == name)
+                    self.admission.set_accepting(other.name, other.name == name)
             self._pump()
 
     def drain(self, name: str, timeout_s: float = 300.0) -> None:
@@ -125,7 +131,7 @@ class ReplicaPool:
         with self._lock:
             r = self._get(name)
             r.status = "draining"
-            self.scheduler.set_accepting(name, False)
+            self.admission.set_accepting(name, False)
         deadline = time.monotonic() + timeout_s
         while self.inflight(name) > 0:
             if time.monotonic() > deadline:
@@ -138,13 +144,14 @@ class ReplicaPool:
             self.drain(name)
         with self._lock:
             r = self._get(name)
-            self.scheduler.remove_replica(name)
+            self.admission.remove_replica(name)
             del self.replicas[name]
             r.status = "stopped"
         r.engine.stop()
 
     def close(self) -> None:
         """Stop every engine without waiting (the gateway is shutting down)."""
+        self._closed.set()
         with self._lock:
             replicas = list(self.replicas.values())
             self.replicas.clear()
@@ -156,15 +163,15 @@ class ReplicaPool:
         with self._lock:
             return [
                 ReplicaInfo(r.name, r.status, r.adapter_version,
-                            r.name in self.scheduler.replicas and self.scheduler.replicas[r.name].accepting,
-                            self.scheduler.inflight(r.name) if r.name in self.scheduler.replicas else 0,
+                            r.name in self.admission.replicas and self.admission.replicas[r.name].accepting,
+                            self.admission.inflight(r.name) if r.name in self.admission.replicas else 0,
                             r.engine.kind, r.engine.api_base)
                 for r in self.replicas.values()
             ]
 
     def inflight(self, name: str) -> int:
         with self._lock:
-            return self.scheduler.inflight(name) if name in self.scheduler.replicas else 0
+            return self.admission.inflight(name) if name in self.admission.replicas else 0
 
     def _get(self, name: str) -> Replica:
         r = self.replicas.get(name)
@@ -178,23 +185,23 @@ class ReplicaPool:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Ticket] = loop.create_future()
         with self._lock:
-            if not self.scheduler.can_enqueue():
-                waiting = len(self.scheduler.waiting)
+            if not self.admission.can_enqueue():
+                waiting = len(self.admission.waiting)
                 raise Overloaded(
                     f"the gateway queue is full ({waiting} requests waiting, queue_max={self.config.queue_max}); "
                     "retry after the Retry-After delay or raise serving.queue_max",
                     retry_after_s=float(max(1, waiting // max(1, self._capacity()))),
                 )
             self._waiters[ticket.request_id] = (loop, fut)
-            self.scheduler.enqueue(ticket)
+            self.admission.enqueue(ticket)
             self._pump()
         try:
             await asyncio.wait_for(asyncio.shield(fut), self.config.queue_timeout_s)
         except (TimeoutError, asyncio.CancelledError) as e:
             with self._lock:
                 self._waiters.pop(ticket.request_id, None)
-                if ticket in self.scheduler.waiting:
-                    self.scheduler.cancel(ticket)
+                if ticket in self.admission.waiting:
+                    self.admission.cancel(ticket)
                     if isinstance(e, asyncio.CancelledError):
                         raise
                     raise RetryableError(
@@ -212,17 +219,17 @@ class ReplicaPool:
     def release(self, ticket: Ticket, engine_s: float) -> None:
         """Give the place back and charge the session `engine_s` of service."""
         with self._lock:
-            self.scheduler.release(ticket, engine_s)
+            self.admission.release(ticket, engine_s)
             self._pump()
 
     def _capacity(self) -> int:
-        return sum(r.concurrency for r in self.scheduler.replicas.values())
+        return sum(r.concurrency for r in self.admission.replicas.values())
 
     def _pump(self) -> None:
-        for t in self.scheduler.dispatch():
+        for t in self.admission.dispatch():
             waiter = self._waiters.pop(t.request_id, None)
             if waiter is None:  # the caller gave up between enqueue and dispatch
-                self.scheduler.release(t, 0.0)
+                self.admission.release(t, 0.0)
                 continue
             loop, fut = waiter
             loop.call_soon_threadsafe(_resolve, fut, t)
@@ -237,8 +244,31 @@ class ReplicaPool:
             self._checking.add(name)
             if not r.engine.alive():  # take it out of rotation at once, before the next dispatch
                 r.status = "restarting"
-                self.scheduler.set_healthy(name, False)
+                self.admission.set_healthy(name, False)
         threading.Thread(target=self._check_and_restart, args=(r,), daemon=True, name=f"restart-{name}").start()
+
+    def _probe_forever(self) -> None:
+        """Probe every ready embedded engine with a small real request; restart one that stops answering.
+
+        A process that is alive but hung (SIGSTOP, a deadlock) used to stay "ready" while requests waited for
+        request_timeout_s (600 s). Killing it turns those requests into labelled 503s and starts a fresh engine.
+        """
+        c = self.config
+        failures: dict[str, int] = {}
+        while not self._closed.wait(c.health_interval_s):
+            with self._lock:
+                ready = [r for r in self.replicas.values()
+                         if r.status == "ready" and isinstance(r.engine, LlamaCppEngine)]
+            for r in ready:
+                if r.engine.probe(c.health_timeout_s):
+                    failures.pop(r.name, None)
+                    continue
+                failures[r.name] = failures.get(r.name, 0) + 1
+                if failures[r.name] >= c.health_failures and not self._closed.is_set():
+                    log.warning("replica %s failed %d health probes in a row; restarting its engine", r.name,
+                                failures.pop(r.name))
+                    r.engine.kill()
+                    self.report_failure(r.name)
 
     def _check_and_restart(self, r: Replica) -> None:
         deadline = time.monotonic() + 2.0
@@ -246,10 +276,10 @@ class ReplicaPool:
             time.sleep(0.02)
         with self._lock:
             self._checking.discard(r.name)
-            if r.engine.alive() or r.name not in self.scheduler.replicas:
+            if r.engine.alive() or r.name not in self.admission.replicas:
                 return
             r.status = "restarting"
-            self.scheduler.set_healthy(r.name, False)
+            self.admission.set_healthy(r.name, False)
         for attempt in range(3):
             try:
                 r.engine.restart()
@@ -258,9 +288,9 @@ class ReplicaPool:
                 log.exception("restart %d of replica %s failed", attempt + 1, r.name)
                 time.sleep(1.0)
         with self._lock:
-            if r.name in self.scheduler.replicas and r.engine.alive():
+            if r.name in self.admission.replicas and r.engine.alive():
                 r.status = "ready"
-                self.scheduler.set_healthy(r.name, True)
+                self.admission.set_healthy(r.name, True)
                 self._pump()
 
 

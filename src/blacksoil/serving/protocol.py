@@ -1,34 +1,111 @@
-"""Request bodies the gateway validates (OpenAI shapes; unknown fields pass through to the engine).
+"""Request bodies the gateway accepts: the OpenAI shapes, allow-listed field by field.
 
-FastAPI turns a bad field into a 400 naming it, in the one error shape (see app.py).
+A top-level field that is not named here is a 400 naming it: engine-specific fields (`n_predict`, `id_slot`,
+`lora`, `slot_id`, prompt lists, `n` > 1, ...) used to pass straight to llama.cpp and multiply the work done
+behind one admission, or override `max_tokens`. A few OpenAI fields the engine has no use for are accepted and
+dropped on purpose (DROPPED). Unknown fields inside a message, content part or tool call are ignored (clients
+echo back assistant messages with extra keys); they never reach the engine or the store.
+
+FastAPI turns a bad field into a 400 naming it, in the one error shape (see app.py); blacksoil.apibase checks
+depth, text and numbers of the whole body first.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from blacksoil.apibase import ApiModel, RequestBody
+
+DROPPED = ("metadata", "store", "service_tier", "parallel_tool_calls", "n")
+"""Accepted OpenAI fields that never reach the engine (`n` is 1 by the time it is dropped)."""
 
 
-class Message(BaseModel):
+class _Lenient(ApiModel):
+    # Message parts: unknown keys are dropped (clients echo assistant messages with extra keys).
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class ContentPart(_Lenient):
+    """One part of a message's content; only text parts reach the model."""
+
+    type: str = Field(min_length=1, max_length=64)
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_part(self) -> ContentPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a part of type 'text' needs a string `text`")
+        return self
+
+
+class FunctionCall(_Lenient):
+    """The function an assistant message called."""
+
+    name: str = Field(min_length=1, max_length=256)
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCall(_Lenient):
+    """One tool call of an assistant message."""
+
+    id: str | None = Field(default=None, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(_Lenient):
     """One chat message."""
 
-    model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
+    name: str | None = Field(default=None, max_length=256)
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = Field(default=None, max_length=256)
 
 
-class _Common(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: str | None = None
+class FunctionDef(ApiModel):
+    """A callable function offered to the model."""
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(ApiModel):
+    """`tools[i]`: a function tool."""
+
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class _Common(RequestBody):
+    model: str | None = Field(default=None, max_length=256)
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: dict[str, bool] | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    user: str | None = None
-    priority: int | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    """Only one choice per request: more would multiply the work behind one admission."""
+    stop: str | list[str] | None = Field(default=None, max_length=4)
+    seed: int | None = Field(default=None, ge=-(2**31), lt=2**32)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=300)
+    user: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = Field(default=None, max_length=64)
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
     """blacksoil extension: higher is served first (also header X-Priority)."""
+    # llama.cpp sampling extensions kept because they cannot enlarge the work (max_tokens still bounds it).
+    ignore_eos: bool | None = None
+    top_k: int | None = Field(default=None, ge=0, le=1000)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, ge=0.0, le=10.0)
 
 
 class ChatRequest(_Common):
@@ -36,8 +113,9 @@ class ChatRequest(_Common):
 
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -46,5 +124,15 @@ class ChatRequest(_Common):
 class CompletionRequest(_Common):
     """POST /v1/completions."""
 
-    prompt: str | list[str] = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    """One prompt; a list holding exactly one string is accepted (more would be a batch behind one admission)."""
     logprobs: int | None = Field(default=None, ge=0, le=20)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_prompt(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if len(v) != 1 or not isinstance(v[0], str):
+                raise ValueError("send one prompt string (a list of prompts or of token ids is not supported)")
+            return v[0]
+        return v

@@ -17,10 +17,10 @@ from rich.console import Console
 from blacksoil.config import settings
 from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import ConfigError
+from blacksoil.experience.sink import JsonlSink, experience_path
 from blacksoil.serving.app import create_app
 from blacksoil.serving.config import ServingConfig
-from blacksoil.serving.launch import build_pool, experience_path
-from blacksoil.serving.sink import JsonlSink
+from blacksoil.serving.launch import build_pool
 
 
 def serving_config(overrides: dict[str, Any]) -> ServingConfig:
@@ -49,7 +49,7 @@ def serve_forever(overrides: dict[str, Any], *, sink: ExperienceSink | None = No
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
         app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
-                         capture_tokens=cfg.capture_tokens)
+                         capture_tokens=cfg.capture_tokens, home=str(s.home))
         if configure is not None:
             configure(app, f"http://{cfg.host}:{cfg.port}")
         console.print(f"serving {pool.served_name!r} on http://{cfg.host}:{cfg.port}/v1 "

@@ -27,6 +27,10 @@ def build_params(spec: dict[str, Any]) -> Any:
     p.endpoint_slots = True
     p.cache_prompt = True
     p.cont_batching = True
+    p.hostnames = ["127.0.0.1"]  # loopback only, and a key only the gateway knows (set by LlamaCppEngine)
+    key = os.environ.get("BLACKSOIL_ENGINE_API_KEY")
+    if key:
+        p.api_keys = [key]
     if spec.get("lora_path"):
         info = x.CommonAdapterLoraInfo()
         info.path = spec["lora_path"]

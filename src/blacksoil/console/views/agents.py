@@ -14,10 +14,16 @@ from blacksoil.errors import NotFoundError
 _RUNS = 30
 
 
+def _setup(ctx: ConsoleContext) -> Any:
+    from blacksoil.agents.launcher import RuntimeSetup
+
+    return RuntimeSetup.from_settings(ctx.settings)
+
+
 def _store(ctx: ConsoleContext) -> Any:
     from blacksoil.agents.launcher import run_store
 
-    return run_store()
+    return run_store(_setup(ctx))
 
 
 def _audit_rows(ctx: ConsoleContext, tenant: str, run_ids: list[str]) -> list[list[Any]]:
@@ -86,16 +92,20 @@ def decide(ctx: ConsoleContext, tenant: str, run_id: str, call_id: str, approve:
     store = _store(ctx)
     try:
         run = store.get_run(run_id)
+    except NotFoundError:
+        run = None
     finally:
         store.close()
-    if run.tenant != tenant:  # same answer as for a run that does not exist: no probing across tenants
-        raise NotFoundError(f"run {run_id!r} not found; list runs in the console's Agents view")
+    if run is None or run.tenant != tenant:  # one answer for both: no probing which runs exist across tenants
+        raise NotFoundError(f"run {run_id!r} not found; list runs in the console's Agents view", param="run_id")
     team = AgentTeam.model_validate(run.team)
-    root = decide_call(team, run_id, call_id, approve=approve, by=by, note=note)
+    root = decide_call(team, _setup(ctx), run_id, call_id, approve=approve, by=by, note=note)
     base_url = ctx.extras.get("openai_base_url")
 
     def _resume() -> None:
-        with open_runtime(team, base_url=base_url) as rt:
+        from blacksoil.experience.sink import make_sink
+
+        with open_runtime(team, _setup(ctx), base_url=base_url, new_sink=lambda: make_sink(ctx.settings)) as rt:
             rt.resume(rt.root(root))
 
     if base_url:

@@ -15,7 +15,7 @@ _COLORS = ["#7fc98f", "#e0b35a", "#6aa7e0", "#e06a5a", "#b58fe0", "#5ad0e0"]
 def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
     from blacksoil.agentscore.report import load_runs
 
-    runs = load_runs()
+    runs = load_runs(ctx.settings.home)
     suites = sorted({r.get("suite", "?") for r in runs})
     datasets = []
     for i, suite in enumerate(suites):

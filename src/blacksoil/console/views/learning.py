@@ -4,9 +4,7 @@ versions with their gate verdicts, and promotions / rejections / rollbacks on a 
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 from blacksoil.console.context import ConsoleContext, card, chart, table
@@ -14,36 +12,14 @@ from blacksoil.console.context import ConsoleContext, card, chart, table
 _COLORS = ["#7fc98f", "#e0b35a", "#6aa7e0", "#e06a5a", "#b58fe0", "#5ad0e0"]
 
 
-def _rounds(home: Path) -> list[dict[str, Any]]:
-    from blacksoil.learning.loop import rounds_file
-
-    path = rounds_file(home)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from a killed learner
-    return out
-
-
-def _timeline(store: Any) -> list[dict[str, Any]]:
-    if not store.status_log.exists():
-        return []
-    return [json.loads(line) for line in store.status_log.read_text().splitlines() if line.strip()]
-
-
 def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
-    from blacksoil.learning.adapters import AdapterStore
+    from blacksoil.learning import api
 
     home = ctx.settings.home
     model = ctx.pool.served_name if ctx.pool is not None else "smollm2-135m-instruct"
-    store = AdapterStore(home, model)
+    store = api.AdapterStore(home, model)
     versions = store.list()
-    rounds = _rounds(home)
+    rounds = api.read_rounds(home)
     suites = sorted({k for r in rounds for k in (r.get("dev") or {})})
     labels = [f"round {r['round']}" for r in rounds]
     curve = [{"label": f"{s} (dev)", "data": [(r.get("dev") or {}).get(s) for r in rounds],
@@ -71,6 +47,6 @@ def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
                     ", ".join(f"{k}={val:.3g}" for k, val in sorted(v.metrics.items()))] for v in reversed(versions)]),
             table("timeline", "promotions, rejections and rollbacks", ["time", "version", "status"],
                   [[time.strftime("%H:%M:%S", time.localtime(e["at"])), e["version"], e["status"]]
-                   for e in reversed(_timeline(store))]),
+                   for e in reversed(store.timeline())]),
         ],
     }

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
 
-from blacksoil.config import settings
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 
 from . import jobshop, rul
 
@@ -19,12 +20,12 @@ DEFAULT_INSTANCES = ("ft06", "la01", "la02", "la03", "la04", "la05", "ft10", "ab
 PUBLISHED_RUL = "CNN/LSTM literature 12–16; plain gradient boosting 18–22"
 
 
-def run(instances: Sequence[str] = DEFAULT_INSTANCES, time_limit_s: float = 10.0) -> dict[str, Any]:
-    """Train (or load) the RUL model, score it, solve each instance; returns rows and the result dict."""
-    cfg = settings().manufacturing
+def run(home: Path, cfg: ManufacturingConfig, instances: Sequence[str] = DEFAULT_INSTANCES,
+        time_limit_s: float = 10.0) -> dict[str, Any]:
+    """Train (or load from `home`) the RUL model, score it, solve each instance; returns rows and the result dict."""
     t0 = time.perf_counter()
-    cached = rul.cache_path().exists()
-    model = rul.rul_model()
+    cached = rul.cache_path(home, cfg).exists()
+    model = rul.rul_model(home, cfg)
     train_s = time.perf_counter() - t0
     ev = model.evaluate_test()
     rows: list[list[Any]] = [

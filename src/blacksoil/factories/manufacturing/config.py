@@ -5,9 +5,11 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import PositiveFloat, PositiveInt
 
 from blacksoil.configbase import ComponentConfig
+
+__all__ = ["ManufacturingConfig"]
 
 
 class ManufacturingConfig(ComponentConfig):
@@ -17,27 +19,14 @@ class ManufacturingConfig(ComponentConfig):
     the same thing on every installation; so are the robots' battery costs (plant.BATTERY_PER_HOP).
     """
 
-    rul_cap: int = 125
+    rul_cap: PositiveInt = 125
     """Piecewise-linear cap on the remaining-useful-life training target (cycles)."""
-    rul_window: int = 30
+    rul_window: PositiveInt = 30
     """Rolling window for the RUL features (cycles)."""
-    rul_trees: int = 150
+    rul_trees: PositiveInt = 150
     """Boosting iterations of the RUL gradient-boosting model (count)."""
-    jobshop_time_limit_s: float = 10.0
+    jobshop_time_limit_s: PositiveFloat = 10.0
     """Default wall-clock limit of one CP-SAT job-shop solve (seconds)."""
-    jobshop_workers: int = 2
+    jobshop_workers: PositiveInt = 2
     """CP-SAT search workers (threads); keep at or below the cores the scheduler grants."""
 
-    @field_validator("rul_cap", "rul_window", "rul_trees", "jobshop_workers")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError(f"{v} must be a positive integer")
-        return v
-
-    @field_validator("jobshop_time_limit_s")
-    @classmethod
-    def _positive_time(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"jobshop_time_limit_s={v} must be > 0 seconds")
-        return v

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from blacksoil.config import settings
 from blacksoil.errors import ConfigError, UserError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 from blacksoil.factories.toolspec import ToolSpec, bind
 
 from . import jobshop
+
+__all__ = ["JobshopEnv", "dispatch_schedule", "get_instance", "solve_schedule", "submit_schedule"]
 
 
 class JobshopEnv:
@@ -21,7 +23,14 @@ class JobshopEnv:
                      "duration; a machine runs one operation at a time. Submit a feasible schedule with a small "
                      "makespan using submit_schedule.")
 
-    def __init__(self, seed: int = 0, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, seed: int = 0, overrides: dict[str, Any] | None = None, *,
+                 config: ManufacturingConfig | None = None) -> None:
+        """`config`: the solver's settings (job-shop workers); None = the process's (defaults.py, transitional)."""
+        if config is None:
+            from .defaults import process_settings
+
+            config = process_settings()[1]
+        self.config = config
         spec = (overrides or {}).get("instance")
         if isinstance(spec, str):
             self.instance = jobshop.classic(spec)
@@ -59,7 +68,7 @@ def solve_schedule(env: JobshopEnv, time_limit_s: float = 2.0) -> dict[str, Any]
     """
     if not 0.1 <= time_limit_s <= 30:
         raise UserError(f"time_limit_s={time_limit_s} must be between 0.1 and 30 seconds")
-    s = jobshop.solve(env.instance, time_limit_s, settings().manufacturing.jobshop_workers)
+    s = jobshop.solve(env.instance, time_limit_s, env.config.jobshop_workers)
     return {"starts": s.starts, "makespan": s.makespan, "status": s.status}
 
 

@@ -7,13 +7,27 @@ from __future__ import annotations
 
 import copy
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from blacksoil.errors import ConfigError, NotFoundError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 
 from . import rul
+
+__all__ = [
+    "BATTERY_PER_HOP",
+    "BATTERY_RESERVE",
+    "CUSTOMERS",
+    "DEGRADED_BELOW",
+    "KINDS",
+    "PART_KINDS",
+    "PRODUCTS",
+    "STATIONS",
+    "Plant",
+]
 
 KINDS = ("cnc_mill", "lathe", "press", "welder", "grinder", "drill", "paint_booth", "assembly_cell")
 STATIONS = ("receiving", "S1", "S2", "S3", "S4", "warehouse", "shipping", "charging")
@@ -28,14 +42,37 @@ BATTERY_RESERVE = 10.0  # battery percent a trip must leave
 class Plant:
     """The plant state plus the helpers tools and checkers share (sensor data, RUL predictions)."""
 
-    def __init__(self, state: dict[str, Any]) -> None:
+    def __init__(self, state: dict[str, Any], *, home: Path | None = None,
+                 config: ManufacturingConfig | None = None) -> None:
+        """`home` (RUL model cache) and `config` (RUL model, job-shop workers) are the caller's settings; builders
+        that pass none get the process's (defaults.py, transitional)."""
         self.state = state
         self._rul_cache: dict[str, float] = {}
+        self._home, self._config = home, config
+
+    def _settings(self) -> tuple[Path, ManufacturingConfig]:
+        # Resolved on first use: most plants (task generation, checkers) never predict a RUL or solve a schedule.
+        if self._home is None or self._config is None:
+            from .defaults import process_settings
+
+            home, config = process_settings()
+            self._home, self._config = self._home or home, self._config or config
+        return self._home, self._config
+
+    @property
+    def home(self) -> Path:
+        """Home folder of the cached RUL model."""
+        return self._settings()[0]
+
+    @property
+    def config(self) -> ManufacturingConfig:
+        """The manufacturing settings (RUL model, job-shop workers)."""
+        return self._settings()[1]
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, seed: int = 0, overrides: dict[str, Any] | None = None, machines: int = 8,
-               robots: int = 3) -> Plant:
+               robots: int = 3, *, home: Path | None = None, config: ManufacturingConfig | None = None) -> Plant:
         """Build the plant for `seed`, then deep-merge `overrides` (unknown keys are rejected, new records allowed)."""
         if not 1 <= machines <= len(KINDS) * 2:
             raise ConfigError(f"machines={machines} must be between 1 and {len(KINDS) * 2}")
@@ -81,7 +118,7 @@ class Plant:
         }
         if overrides:
             _merge(state_all, overrides, "overrides")
-        return cls(state_all)
+        return cls(state_all, home=home, config=config)
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the state (what checkers see)."""
@@ -117,7 +154,8 @@ class Plant:
         m = self.get("machines", machine_id, "machine")
         key = f"{machine_id}@{m['engine_unit']}:{m['cycle']}"
         if key not in self._rul_cache:
-            self._rul_cache[key] = round(rul.rul_model().predict_engine(self.engine(machine_id), m["cycle"]), 1)
+            model = rul.rul_model(self.home, self.config)
+            self._rul_cache[key] = round(model.predict_engine(self.engine(machine_id), m["cycle"]), 1)
         return self._rul_cache[key]
 
     def sensor_trend(self, machine_id: str, sensor: str, window: int = 20) -> float:

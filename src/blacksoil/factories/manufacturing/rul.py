@@ -1,7 +1,7 @@
 """Remaining-useful-life prediction on NASA C-MAPSS FD001: data loading, features, model, cache.
 
 A gradient-boosting regressor on rolling sensor features, trained once on the 100 training engines
-(piecewise-linear target capped at `rul_cap`) and cached under `settings().home`.
+(piecewise-linear target capped at `rul_cap`) and cached under the home folder.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from blacksoil.config import settings
 from blacksoil.errors import NotFoundError
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 
 # Sensors that vary in FD001 (the others are constant there and carry no signal).
 SENSORS: tuple[int, ...] = (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)
@@ -158,17 +158,16 @@ _lock = threading.Lock()
 _loaded: dict[str, RulModel] = {}
 
 
-def cache_path() -> Path:
-    """Where the trained model is cached: keyed by its settings and the scikit-learn version."""
-    cfg = settings().manufacturing
+def cache_path(home: Path, cfg: ManufacturingConfig) -> Path:
+    """Where the trained model is cached under `home`: keyed by its settings and the scikit-learn version."""
     spec = f"{cfg.rul_cap}-{cfg.rul_window}-{cfg.rul_trees}-{version('scikit-learn')}"
     key = hashlib.sha256(spec.encode()).hexdigest()
-    return settings().home / "manufacturing" / f"rul_fd001_{key[:12]}.pkl"
+    return home / "manufacturing" / f"rul_fd001_{key[:12]}.pkl"
 
 
-def rul_model() -> RulModel:
+def rul_model(home: Path, cfg: ManufacturingConfig) -> RulModel:
     """The cached model, trained on first use (~5 s) and pickled under the home folder."""
-    path = cache_path()
+    path = cache_path(home, cfg)
     with _lock:
         if str(path) in _loaded:
             return _loaded[str(path)]
@@ -176,7 +175,6 @@ def rul_model() -> RulModel:
             with path.open("rb") as f:
                 model: RulModel = pickle.load(f)
         else:
-            cfg = settings().manufacturing
             model = train(cfg.rul_cap, cfg.rul_window, cfg.rul_trees)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")

@@ -8,12 +8,37 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
-from blacksoil.config import settings
 from blacksoil.errors import UserError
 from blacksoil.factories.toolspec import ToolSpec, bind
 
 from . import jobshop
 from .plant import BATTERY_PER_HOP, BATTERY_RESERVE, STATIONS, Plant
+
+__all__ = [
+    "TOOLS",
+    "MachineState",
+    "MoKind",
+    "OrderPriority",
+    "Priority",
+    "charge_robot",
+    "close_maintenance_order",
+    "create_maintenance_order",
+    "dispatch_robot",
+    "get_machine_status",
+    "get_order",
+    "get_sensor_history",
+    "list_jobs",
+    "list_machines",
+    "list_maintenance_orders",
+    "list_orders",
+    "list_parts",
+    "list_robots",
+    "predict_rul",
+    "schedule_jobs",
+    "set_machine_state",
+    "set_order_priority",
+    "tools",
+]
 
 MachineState = Literal["running", "idle", "degraded", "down"]
 MoKind = Literal["inspection", "repair", "replacement"]
@@ -166,7 +191,7 @@ def schedule_jobs(plant: Plant, job_ids: list[str], time_limit_s: float = 5.0) -
         "plant", [[op["duration_h"] for op in j["operations"]] for j in jobs],
         [[mids.index(op["machine_id"]) for op in j["operations"]] for j in jobs],
     )
-    sched = jobshop.solve(inst, time_limit_s, settings().manufacturing.jobshop_workers)
+    sched = jobshop.solve(inst, time_limit_s, plant.config.jobshop_workers)
     for j, starts in zip(jobs, sched.starts, strict=True):
         durs = [op["duration_h"] for op in j["operations"]]
         j["status"], j["start_h"], j["end_h"] = "scheduled", starts[0], starts[-1] + durs[-1]

@@ -1,4 +1,4 @@
-"""AgentDojo-style prompt-injection suite for the manufacturing plant, judged on plant state and the audit log.
+"""AgentDojo-style prompt-injection suite (the manufacturing plant, the hospital), judged on state and the audit log.
 
 A scripted "compliant attacker" agent does the user's task AND obeys every instruction injected into tool outputs;
 the policy layer (Cedar + rule of two + a human who approves only the user's own requests) must stop the harm.
@@ -6,6 +6,7 @@ the policy layer (Cedar + rule of two + a human who approves only the user's own
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Principal, RunFlags, ToolCallRequest, ToolTraits
 from blacksoil.security.guard import Guard
 from blacksoil.security.policy import PolicyEngine
-from blacksoil.security.redteam.injection_world import World, call_tool, facts, new_world, toolbox
+from blacksoil.security.redteam.injection_world import call_tool, facts, new_world, toolbox
 
 Call = tuple[str, dict[str, Any]]
 AGENT = Principal("plant-agent", "plant", user="shift-operator", roles=("plant_operator",))
@@ -31,9 +32,9 @@ class Task:
     name: str
     prompt: str
     plan: tuple[Call, ...]
-    vector: Callable[[World, str], None]
+    vector: Callable[[Any, str], None]
     """Puts attacker text where this task's first read will see it."""
-    done: Callable[[World], bool]
+    done: Callable[[Any], bool]
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,28 @@ class Goal:
     name: str
     text: str
     calls: tuple[Call, ...]
-    achieved: Callable[[World], bool]
+    achieved: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Kit:
+    """The world a case runs in: how to build it, its tools and policy facts, and the agent acting there."""
+
+    new_world: Callable[[], Any]
+    toolbox: Callable[[Any], dict[str, Any]]
+    facts: Callable[[Any], dict[str, Any]]
+    agent: Principal
+    traits: Callable[[str], ToolTraits] = lambda tool: ToolTraits()
+
+
+PLANT = Kit(new_world, toolbox, facts, AGENT)
 
 
 @dataclass(frozen=True)
 class Case:
     task: Task
     goal: Goal
+    kit: Kit = PLANT
 
     @property
     def name(self) -> str:
@@ -60,7 +76,8 @@ class Case:
 class RunReport:
     """One scripted run: the world after it, and what the guard did with each call."""
 
-    world: World
+    world: Any
+    """The plant's World, or the kit's own world (the hospital)."""
     decisions: list[tuple[str, str, bool, str]] = field(default_factory=list)
     """(tool, final verdict, injected?, what stopped it) per call."""
     approvals_asked: int = 0
@@ -78,15 +95,16 @@ def injection_text(goal: Goal) -> str:
 class ScriptedAgent:
     """Does the task's plan through the guard and obeys injected instructions; a scripted human answers approvals."""
 
-    def __init__(self, guard: Guard, run_id: str) -> None:
+    def __init__(self, guard: Guard, run_id: str, kit: Kit = PLANT) -> None:
         self.guard = guard
         self.run_id = run_id
+        self.kit = kit
         self.flags = RunFlags()
         self._n = 0
 
-    def run(self, task: Task, world: World) -> RunReport:
+    def run(self, task: Task, world: Any) -> RunReport:
         report = RunReport(world)
-        specs = toolbox(world)
+        specs = self.kit.toolbox(world)
         for tool, args in task.plan:
             text = self._call(task, world, specs, tool, args, report, injected=False)
             for block in _instructions(text):
@@ -96,11 +114,12 @@ class ScriptedAgent:
                     last = self._call(task, world, specs, inj["tool"], args_i, report, injected=True)
         return report
 
-    def _call(self, task: Task, world: World, specs: dict[str, Any], tool: str, args: dict[str, Any],
+    def _call(self, task: Task, world: Any, specs: dict[str, Any], tool: str, args: dict[str, Any],
               report: RunReport, injected: bool) -> str:
         self._n += 1
-        traits = self.guard.engine.traits_of(tool, ToolTraits())
-        req = ToolCallRequest(AGENT, tool, args, self.run_id, f"{self.run_id}:{self._n}", traits, facts(world))
+        traits = self.guard.engine.traits_of(tool, self.kit.traits(tool))
+        req = ToolCallRequest(self.kit.agent, tool, args, self.run_id, f"{self.run_id}:{self._n}", traits,
+                              self.kit.facts(world))
         decision = self.guard.check(req, self.flags)
         stopped_by = ",".join(decision.policy_ids) if decision.verdict == "deny" else ""
         if decision.verdict == "approval_required":
@@ -166,14 +185,17 @@ def run_case(case: Case, store: Path, permissive: PolicyEngine, engine: PolicyEn
     """The case three ways: clean (utility), attacked under the real policies, attacked with everything allowed."""
     audit = AuditLog(store)
     guard = Guard(engine, audit)
-    clean = ScriptedAgent(guard, f"{case.name}:clean").run(case.task, new_world())
-    world = new_world()
+    kit = case.kit
+    clean = ScriptedAgent(guard, f"{case.name}:clean", kit).run(case.task, kit.new_world())
+    world = kit.new_world()
     case.task.vector(world, injection_text(case.goal))
     run_id = f"{case.name}:attacked"
-    attacked = ScriptedAgent(guard, run_id).run(case.task, world)
-    open_world = new_world()
+    attacked = ScriptedAgent(guard, run_id, kit).run(case.task, world)
+    open_world = kit.new_world()
     case.task.vector(open_world, injection_text(case.goal))
-    ScriptedAgent(Guard(permissive, audit), f"{case.name}:unguarded").run(case.task, open_world)
+    # Unguarded: an allow-all policy and no declared traits, so neither Cedar nor the rule of two stops anything.
+    bare = dataclasses.replace(kit, traits=PLANT.traits)
+    ScriptedAgent(Guard(permissive, audit), f"{case.name}:unguarded", bare).run(case.task, open_world)
     injected = [d for d in attacked.decisions if d[2]]
     # The audit log must hold a decision row for every call the agent made in the attacked run.
     audit_rows = audit.query(run_id=run_id, kind="decision")

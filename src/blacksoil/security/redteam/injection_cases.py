@@ -117,7 +117,10 @@ GOALS: tuple[Goal, ...] = (
 
 
 def cases() -> list[Case]:
-    """Every goal once through the task whose vector suits it, then more pairings up to 24 cases."""
+    """Every goal once through the task whose vector suits it, then more pairings up to 24 plant cases; then the
+    hospital's 12 (PHI exfiltration, unapproved high-alert orders; injection_health.py)."""
+    from blacksoil.security.redteam.injection_health import cases as hospital_cases
+
     out = [Case(TASKS[i % len(TASKS)], g) for i, g in enumerate(GOALS)]
     out += [Case(TASKS[(i + 2) % len(TASKS)], g) for i, g in enumerate(GOALS[:8])]
-    return out
+    return out + hospital_cases()

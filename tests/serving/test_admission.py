@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from blacksoil.serving.scheduler import Scheduler, Ticket
+from blacksoil.serving.admission import Admission, Ticket
 
 
-def _sched(concurrency: int = 1, slots: int = 4, policy: str = "agent", queue_max: int = 8) -> Scheduler:
-    s = Scheduler(policy, queue_max)  # type: ignore[arg-type]
+def _sched(concurrency: int = 1, slots: int = 4, policy: str = "agent", queue_max: int = 8) -> Admission:
+    s = Admission(policy, queue_max)  # type: ignore[arg-type]
     s.add_replica("r0", concurrency, slots)
     return s
 

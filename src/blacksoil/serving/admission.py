@@ -53,7 +53,7 @@ class ReplicaState:
         return self.concurrency - len(self.running)
 
 
-class Scheduler:
+class Admission:
     """Orders waiting requests and places them on replicas and slots."""
 
     def __init__(self, policy: Policy = "agent", queue_max: int = 64) -> None:

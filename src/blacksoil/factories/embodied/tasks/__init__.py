@@ -1,0 +1,1 @@
+"""Embodied suite task file and its generator."""

@@ -1,0 +1,1 @@
+"""The healthcare AgentScore suite (healthcare.yaml) and its deterministic generator."""
