@@ -42,6 +42,8 @@ for _mod in _PILLAR_CLIS:
     importlib.import_module(_mod).register(app, bench)
 
 _err = Console(stderr=True)
+ADAPTER_HELP = ("LoRA adapter to serve: a published version (v3), or base; default: the latest promoted version "
+                "(see `blacksoil adapters list`).")
 
 
 @app.command()
@@ -58,6 +60,7 @@ def serve(
     ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
     policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
+    adapter: Annotated[str | None, typer.Option(help=ADAPTER_HELP)] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
     from blacksoil.platform import serve_platform
@@ -65,7 +68,7 @@ def serve(
     overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
                  "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
                  "concurrency": concurrency, "policy": policy}
-    serve_platform({k: v for k, v in overrides.items() if v is not None})
+    serve_platform({k: v for k, v in overrides.items() if v is not None}, adapter)
 
 
 @app.command()
@@ -73,11 +76,12 @@ def up(
     port: int = typer.Option(8000, help="TCP port on 127.0.0.1 for the API and the console."),
     learner: bool | None = typer.Option(None, "--learner/--no-learner",
                                         help="Run learning rounds in the background (default: platform.learner)."),
+    adapter: str | None = typer.Option(None, help=ADAPTER_HELP),
 ) -> None:
     """Run the whole platform until Ctrl-C or SIGTERM: engine, gateway, experience store, console (and the learner)."""
     from blacksoil.platform import run_up
 
-    run_up(port, learner)
+    run_up(port, learner, adapter)
 
 
 def main() -> None:

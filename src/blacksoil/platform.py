@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from blacksoil.config import Settings
 from blacksoil.config import settings as current_settings
-from blacksoil.contracts import TENANT_ID_MAX, ExperienceSink
+from blacksoil.contracts import TENANT_ID_MAX, AdapterVersion, ExperienceSink
 from blacksoil.errors import error_body
 from blacksoil.experience.sink import make_sink
 
@@ -127,7 +127,20 @@ def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
     return thread
 
 
-def run_up(port: int, learner: bool | None) -> None:
+def resolve_adapter(s: Settings, choice: str | None, model: str | None = None) -> AdapterVersion | None:
+    """The adapter a starting gateway serves: `choice` 'base' = none, 'vN' = that published version, None = the
+    latest promoted version of the model (what the learner last swapped in), so a restart keeps a promotion."""
+    if choice == "base" or s.serving.upstreams:
+        return None
+    from blacksoil.learning.adapters import AdapterStore
+    from blacksoil.serving.models import ModelRegistry
+
+    name = ModelRegistry(s.home).resolve(model or s.serving.model).name
+    store = AdapterStore(s.home, name)
+    return store.promoted() if choice is None else store.get(choice)
+
+
+def run_up(port: int, learner: bool | None, adapter: str | None = None) -> None:
     """`blacksoil up`: the whole platform until SIGINT or SIGTERM, then a clean shutdown.
 
     The port is bound before the engine loads (a busy port is a ConfigError: exit 2). Both signals get explicit
@@ -154,7 +167,7 @@ def run_up(port: int, learner: bool | None) -> None:
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with running_platform(s, port=port, sink=sink) as gw:
+        with running_platform(s, port=port, sink=sink, adapter=resolve_adapter(s, adapter)) as gw:
             err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
             worker = start_background_learner(gw, s, stop) if learn else None
             try:
@@ -172,14 +185,14 @@ def run_up(port: int, learner: bool | None) -> None:
             signal.signal(sig, handler)
 
 
-def serve_platform(overrides: dict[str, Any]) -> None:
+def serve_platform(overrides: dict[str, Any], adapter: str | None = None) -> None:
     """`blacksoil serve`: the gateway in the foreground with the platform's sink, auth, feedback API and console."""
     from blacksoil.serving.server import serve_forever
 
     s = current_settings()
     sink = make_sink(s)
     try:
-        serve_forever(overrides, sink=sink,
+        serve_forever(s, overrides, sink=sink, adapter=resolve_adapter(s, adapter, overrides.get("model")),
                       configure=lambda app, url: configure_app(app, s, sink, openai_base_url=url + "/v1"))
     finally:
         sink.close()

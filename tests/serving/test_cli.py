@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from blacksoil.cli import app
 from blacksoil.config import settings
 from blacksoil.errors import ConfigError, NotFoundError
+from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.models import DEFAULT_MODEL_NAME, ModelRegistry, default_model_path
 from blacksoil.serving.server import serving_config
 
@@ -55,8 +56,8 @@ def test_models_errors_are_clear(home: Path) -> None:
 
 def test_serve_option_errors_name_the_value() -> None:
     with pytest.raises(ConfigError, match="slots"):
-        serving_config({"slots": 0})
+        serving_config(ServingConfig(), {"slots": 0})
     with pytest.raises(ConfigError, match="concurrency"):
-        serving_config({"slots": 2, "concurrency": 4})
+        serving_config(ServingConfig(), {"slots": 2, "concurrency": 4})
     with pytest.raises(ConfigError, match="policy"):
-        serving_config({"policy": "random"})
+        serving_config(ServingConfig(), {"policy": "random"})

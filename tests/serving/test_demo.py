@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from blacksoil.config import settings
 from blacksoil.serving.demo import metrics_summary, run_demo
 
 
 def test_demo_runs_the_exchange() -> None:
-    out = run_demo(max_tokens=32)
+    out = run_demo(settings(), max_tokens=32)
     assert out["answer"]
     assert out["tool_call"] == "get_weather" and isinstance(out["arguments"].get("city"), str)
     assert out["final"] and not out["final"].lstrip().startswith("{")  # a plain answer after the tool result

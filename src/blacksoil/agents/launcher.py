@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from blacksoil.agents.config import AgentsConfig
 from blacksoil.agents.loop import AgentRuntime
@@ -21,23 +21,10 @@ from blacksoil.errors import UserError
 from blacksoil.factories.manufacturing.config import ManufacturingConfig
 from blacksoil.security.config import SecurityConfig
 
+if TYPE_CHECKING:
+    from blacksoil.config import Settings
+
 __all__ = ["RuntimeSetup", "decide_call", "open_runtime", "run_store"]
-
-
-class _RootSettings(Protocol):
-    """The sections of the root settings the runtime reads (blacksoil.config.Settings has them)."""
-
-    @property
-    def home(self) -> Path: ...
-
-    @property
-    def agents(self) -> AgentsConfig: ...
-
-    @property
-    def security(self) -> SecurityConfig: ...
-
-    @property
-    def manufacturing(self) -> ManufacturingConfig: ...
 
 
 @dataclass(frozen=True)
@@ -50,10 +37,12 @@ class RuntimeSetup:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     manufacturing: ManufacturingConfig = field(default_factory=ManufacturingConfig)
     """The manufacturing tool set's plants (RUL model, job-shop workers)."""
+    root: Settings | None = None
+    """The root settings an embedded gateway starts with when no gateway URL is given (None: a URL is required)."""
 
     @classmethod
-    def from_settings(cls, s: _RootSettings) -> RuntimeSetup:
-        return cls(s.home, s.agents, s.security, s.manufacturing)
+    def from_settings(cls, s: Settings) -> RuntimeSetup:
+        return cls(s.home, s.agents, s.security, s.manufacturing, s)
 
     @property
     def store_path(self) -> Path:
@@ -90,7 +79,10 @@ def open_runtime(
         if url is None:
             from blacksoil.serving.launch import gateway
 
-            gw = stack.enter_context(gateway())
+            if setup.root is None:
+                raise UserError("no model endpoint: set agents.gateway_url (or pass --base-url), or build the "
+                                "runtime with RuntimeSetup.from_settings so an embedded gateway can start")
+            gw = stack.enter_context(gateway(setup.root))
             url, model = gw.openai_base_url, model or gw.model
             sink = sink if sink is not None else gw.sink
         elif sink is None and new_sink is not None:

@@ -104,7 +104,9 @@ class Learner:
         self.swapper = HotSwapper(gw, api_key=ctx.api_key, canary=self.cfg.swap_canary_fraction > 0,
                                   canary_requests=self.cfg.swap_canary_requests,
                                   max_error_rate=self.cfg.swap_max_error_rate)
-        self.served: AdapterVersion | None = None
+        # A platform restarted on a promoted adapter keeps learning from it: it is the parent and the gate's bar.
+        served = {i.adapter_version for i in gw.pool.info() if i.status == "ready"} - {"base"}
+        self.served: AdapterVersion | None = self.store.get(served.pop()) if len(served) == 1 else None
         self.baseline: dict[str, SuiteScore] | None = None
         self.experience: list[Attempt] = []
         self.initial_dev: float = 0.0

@@ -76,9 +76,11 @@ def audit_cmd(
     from rich.console import Console
     from rich.table import Table
 
+    from blacksoil.config import settings
     from blacksoil.security.audit import AuditLog
 
-    log = AuditLog()
+    s = settings()
+    log = AuditLog(s.home / s.security.store_file)
     table = Table(title="audit log")
     for h in ("seq", "kind", "verdict", "run", "agent", "tenant", "tool", "arguments", "reasons"):
         table.add_column(h)

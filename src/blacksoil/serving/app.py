@@ -182,6 +182,8 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
         ready = [i for i in infos if i.status == "ready"]
         # Unauthenticated: the engines' own addresses stay out (they are reachable only through the gateway).
         body = {"status": "ok" if ready else "unavailable", "model": pool.served_name,
+                # Which adapter answers: a restart serves the latest promoted one (or the pinned one, or base).
+                "adapter_versions": sorted({i.adapter_version for i in ready}),
                 "replicas": [{k: v for k, v in i.__dict__.items() if k != "url"} for i in infos]}
         if not ready:
             return error_response(503, "no engine replica is ready yet; retry shortly", "server_unavailable",

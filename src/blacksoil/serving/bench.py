@@ -18,7 +18,7 @@ import httpx
 from rich.progress import Progress
 
 from blacksoil.benchlog import Destination, report
-from blacksoil.config import settings
+from blacksoil.config import Settings
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
 from blacksoil.serving.workload import Turn, filler, sample
@@ -186,20 +186,20 @@ async def agent_sessions(url: str, model: str, sessions: list[list[Turn]], *, us
         return list(await asyncio.gather(*(one(i, s, client) for i, s in enumerate(sessions))))
 
 
-def bench_config(quick: bool) -> ServingConfig:
+def bench_config(base: ServingConfig) -> ServingConfig:
     """The engine both arms share: 8 slots of 2048 tokens, threads = half the cores."""
-    return ServingConfig.model_validate(settings().serving.model_dump() | {
+    return ServingConfig.model_validate(base.model_dump() | {
         "replicas": 1, "slots": 8, "ctx": 16384, "concurrency": 0, "policy": "agent", "upstreams": (),
         "queue_max": 256, "queue_timeout_s": 600.0})
 
 
-def run_bench(*, quick: bool, dest: Destination, sessions: int = 8, seed: int = 0) -> dict[str, Any]:
+def run_bench(s: Settings, *, quick: bool, dest: Destination, sessions: int = 8, seed: int = 0) -> dict[str, Any]:
     """Run the three comparisons and report them."""
     n_single, tokens, n_prefix, max_turns = (6, 32, 2, 3) if quick else (12, 64, 5, 6)
     workload = sample(sessions, seed, scale=SCALE, max_turns=max_turns)
-    cfg = bench_config(quick)
+    cfg = bench_config(s.serving)
     t_start = time.perf_counter()
-    with Progress() as progress, gateway(serving=cfg) as gw:
+    with Progress() as progress, gateway(s, serving=cfg) as gw:
         engine = gw.pool.replicas["r0"].engine
         direct, key = engine.api_base, engine.auth_headers()  # the engine answers only the gateway's key
         single = asyncio.run(single_stream(gw, direct, n_single, tokens, progress, key))

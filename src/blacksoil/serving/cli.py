@@ -64,9 +64,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command()
     def demo() -> None:
         """Start the gateway, run a short agent exchange (chat + tool call) through the openai SDK, print metrics."""
+        from blacksoil.config import settings
         from blacksoil.serving.demo import run_demo
 
-        run_demo()
+        run_demo(settings())
 
     @bench.command("serving")
     def bench_serving(
@@ -80,4 +81,5 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from blacksoil.config import settings
         from blacksoil.serving.bench import run_bench
 
-        run_bench(quick=quick, sessions=sessions, seed=seed, dest=destination(settings().home, write_doc))
+        s = settings()
+        run_bench(s, quick=quick, sessions=sessions, seed=seed, dest=destination(s.home, write_doc))

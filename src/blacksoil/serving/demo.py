@@ -14,6 +14,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from blacksoil.config import Settings
 from blacksoil.serving.launch import gateway
 
 WEATHER_TOOL: Any = {
@@ -31,13 +32,13 @@ def get_weather(city: str) -> dict[str, Any]:
     return {"city": city, "temperature_c": 18, "sky": "cloudy"}
 
 
-def run_demo(max_tokens: int = 40) -> dict[str, Any]:
+def run_demo(s: Settings, max_tokens: int = 40) -> dict[str, Any]:
     """Run the exchange; returns what it printed (for tests)."""
     from openai import OpenAI
 
     console = Console()
     t0 = time.perf_counter()
-    with console.status("starting the gateway and the embedded engine…"), gateway() as gw:
+    with console.status("starting the gateway and the embedded engine…"), gateway(s) as gw:
         console.print(f"gateway up at {gw.openai_base_url} serving [bold]{gw.model}[/] "
                       f"in {time.perf_counter() - t0:.1f} s")
         client = OpenAI(base_url=gw.openai_base_url, api_key="not-needed", max_retries=0)

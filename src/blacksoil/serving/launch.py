@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from blacksoil.config import Settings
 from blacksoil.config import settings as current_settings
-from blacksoil.contracts import ExperienceSink
+from blacksoil.contracts import AdapterVersion, ExperienceSink
 from blacksoil.errors import ConfigError, InternalError
 from blacksoil.experience.sink import JsonlSink, experience_path
 from blacksoil.serving.app import create_app
@@ -62,8 +62,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_pool(s: Settings, cfg: ServingConfig) -> ReplicaPool:
-    """Start the engines the configuration asks for (embedded replicas or upstream URLs)."""
+def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None = None) -> ReplicaPool:
+    """Start the engines the configuration asks for (embedded replicas with `adapter`, or upstream URLs)."""
     if cfg.upstreams:
         pool = ReplicaPool(cfg, None, cfg.model or "")
         for url in cfg.upstreams:
@@ -75,7 +75,7 @@ def build_pool(s: Settings, cfg: ServingConfig) -> ReplicaPool:
     pool = ReplicaPool(cfg, entry, entry.name)
     try:
         for _ in range(cfg.replicas):
-            pool.start_replica()
+            pool.start_replica(adapter)
     except BaseException:
         pool.close()
         raise
@@ -90,9 +90,10 @@ class _Server(uvicorn.Server):
 @contextlib.contextmanager
 def gateway(settings: Settings | None = None, *, port: int = 0, model: str | None = None,
             replicas: int | None = None, sink: ExperienceSink | None = None,
-            serving: ServingConfig | None = None,
+            serving: ServingConfig | None = None, adapter: AdapterVersion | None = None,
             configure: Callable[[FastAPI, str], None] | None = None) -> Iterator[GatewayHandle]:
-    """Start engines and the gateway on 127.0.0.1, wait for /health, yield, stop everything.
+    """Start engines (serving `adapter`, None = the base model) and the gateway on 127.0.0.1, wait for /health,
+    yield, stop everything.
 
     `configure(app, url)` runs before the server starts: the platform adds auth, the feedback API and the console.
     """
@@ -112,7 +113,7 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
     thread: threading.Thread | None = None
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
-        pool = build_pool(s, cfg)
+        pool = build_pool(s, cfg, adapter)
     except BaseException:
         sock.close()
         if own_sink:

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from rich.console import Console
 
-from blacksoil.config import settings
-from blacksoil.contracts import ExperienceSink
+from blacksoil.config import Settings
+from blacksoil.contracts import AdapterVersion, ExperienceSink
 from blacksoil.errors import ConfigError
 from blacksoil.experience.sink import JsonlSink, experience_path
 from blacksoil.serving.app import create_app
@@ -23,9 +23,9 @@ from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import build_pool
 
 
-def serving_config(overrides: dict[str, Any]) -> ServingConfig:
-    """The serving settings with command-line overrides; a bad value is a ConfigError naming it."""
-    base = settings().serving.model_dump()
+def serving_config(base_config: ServingConfig, overrides: dict[str, Any]) -> ServingConfig:
+    """`base_config` with command-line overrides; a bad value is a ConfigError naming it."""
+    base = base_config.model_dump()
     try:
         return ServingConfig.model_validate(base | overrides)
     except ValidationError as e:
@@ -34,18 +34,18 @@ def serving_config(overrides: dict[str, Any]) -> ServingConfig:
         raise ConfigError(f"invalid serving option: {bad}") from None
 
 
-def serve_forever(overrides: dict[str, Any], *, sink: ExperienceSink | None = None,
-                  configure: Callable[[FastAPI, str], None] | None = None) -> None:
+def serve_forever(s: Settings, overrides: dict[str, Any], *, sink: ExperienceSink | None = None,
+                  configure: Callable[[FastAPI, str], None] | None = None,
+                  adapter: AdapterVersion | None = None) -> None:
     """Start the engines, then run uvicorn in this thread; stop the engines (and an own sink) on exit.
 
     `sink` defaults to the raw JSONL file; `configure(app, url)` lets the platform add its routes first.
     """
-    cfg = serving_config(overrides)
+    cfg = serving_config(s.serving, overrides)
     _check_port(cfg.host, cfg.port)
-    s = settings()
     console = Console(stderr=True)
     console.print(f"starting {cfg.replicas if not cfg.upstreams else len(cfg.upstreams)} engine replica(s)…")
-    pool = build_pool(s, cfg)
+    pool = build_pool(s, cfg, adapter)
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
         app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,
