@@ -14,7 +14,7 @@ from agent_helpers import ListSink, clerk, team
 from blacksoil.agents.loop import AgentRuntime
 from blacksoil.agents.model import ModelClient
 from blacksoil.agents.store import RunStore
-from blacksoil.config import settings
+from blacksoil.config import load_settings, settings
 
 
 def test_run_through_the_gateway_with_the_default_model(tmp_path: Path, ledger: Path) -> None:
@@ -24,7 +24,7 @@ def test_run_through_the_gateway_with_the_default_model(tmp_path: Path, ledger: 
                  limits={"max_steps": 2})  # fmt: skip
     sink = ListSink()
     store = RunStore(tmp_path / "runs.sqlite")
-    with gateway() as gw:
+    with gateway(load_settings()) as gw:
         client = ModelClient(gw.openai_base_url, model=gw.model, max_tokens=64)
         rt = AgentRuntime(team(spec), model=client, store=store, config=settings().agents, sink=sink)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from blacksoil.agentscore import api
+from blacksoil.config import load_settings
 
 from .conftest import ScriptedChat
 
@@ -72,7 +73,7 @@ def test_default_model_through_the_real_gateway_runs_a_task() -> None:
     from blacksoil.serving.launch import gateway
 
     task = api.list_tasks("tools-basic", "dev")[0]
-    with gateway() as gw:
+    with gateway(load_settings()) as gw:
         ep = api.run_task(api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model, step_budget=3), task)
     assert ep.error is None and ep.model_calls >= 1 and ep.prompt_tokens > 0
     assert 0.0 <= ep.reward <= 1.0

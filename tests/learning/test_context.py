@@ -22,12 +22,19 @@ from blacksoil.learning.trainer import LoraTrainer
 
 
 @dataclass
+class _NoReplicas:
+    """A pool with no replica running (the learner asks which adapter is served when it starts)."""
+
+    def info(self) -> list[Any]:
+        return []
+
+
 class _IdleGateway:
     """Satisfies contracts.RunningGateway without an engine: these learners are built and trained, never served."""
 
     url: str = "http://127.0.0.1:9"
     model: str = "smollm2-135m-instruct"
-    pool: Any = None
+    pool: Any = _NoReplicas()
     sink: Any = None
 
     @property

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blacksoil.agentscore.config import AgentscoreConfig
+from blacksoil.config import load_settings
 from blacksoil.errors import ConfigError
 from blacksoil.learning.adapters import AdapterStore
 from blacksoil.learning.basemodel import info_from_gguf
@@ -53,7 +54,7 @@ def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_h
     damaged = store.publish(write_random_peft(tmp_path / "bad", info, b_std=0.5, seed=7), info)
     # A short scoring agent, handed in as its config (no process-wide settings to patch).
     gate = EvalGate(["tools-general"], tasks_per_suite=None, margin=0.0, tolerance=0.02,
-                    agent_config=AgentscoreConfig(step_budget=3, max_tokens=64))
+                    agent_config=AgentscoreConfig(step_budget=3, max_tokens=64), root=load_settings())
     picked = {"tg-reminder-1", "tg-booking-2"}
     gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id in picked]  # type: ignore
     baseline = gate.score(None)

@@ -18,9 +18,10 @@ from blacksoil.security.config import SecurityConfig
 class Guard:
     """Policy check (with approvals and audit) before every tool call, and the sandbox for marked tools."""
 
-    def __init__(self, agents: Sequence[AgentSpec], policy_files: Sequence[Path] = (), audit_path: Path | None = None,
+    def __init__(self, agents: Sequence[AgentSpec], policy_files: Sequence[Path], audit_path: Path,
                  *, security: SecurityConfig | None = None) -> None:
-        """`security`: the security settings (extra policy files, sandbox limits); None = their defaults."""
+        """`audit_path`: the audit log and approval store (home / security.store_file for the platform's runs);
+        `security`: the security settings (extra policy files, sandbox limits); None = their defaults."""
         from blacksoil.security.audit import AuditLog
         from blacksoil.security.guard import Guard as SecurityGuard
         from blacksoil.security.policy import PolicyEngine
@@ -34,7 +35,7 @@ class Guard:
                 )
         self._roles = {a.name: tuple(a.roles) for a in agents}
         self._sandbox: Any = None
-        self.security = SecurityGuard(PolicyEngine.from_files(files), AuditLog(audit_path) if audit_path else None)
+        self.security = SecurityGuard(PolicyEngine.from_files(files), AuditLog(audit_path))
 
     def _principal(self, agent: str, tenant: str, user: str | None) -> Any:
         from blacksoil.security.calls import Principal

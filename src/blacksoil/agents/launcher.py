@@ -45,6 +45,11 @@ class RuntimeSetup:
         return cls(s.home, s.agents, s.security, s.manufacturing, s)
 
     @property
+    def audit_path(self) -> Path:
+        """The audit log and approval store the console and `blacksoil security audit` read."""
+        return self.home / self.security.store_file
+
+    @property
     def store_path(self) -> Path:
         """The durable run store."""
         return self.home / self.agents.store_file
@@ -98,7 +103,8 @@ def open_runtime(
         store = run_store(setup)
         stack.callback(store.close)
         runtime = AgentRuntime(team, model=client, store=store, config=cfg, sink=sink, security=setup.security,
-                               toolsets_dir=setup.toolsets_dir, plant=(setup.home, setup.manufacturing))
+                               toolsets_dir=setup.toolsets_dir, plant=(setup.home, setup.manufacturing),
+                               audit_path=setup.audit_path)
         stack.callback(runtime.close)
         yield runtime
 
@@ -111,7 +117,7 @@ def decide_call(team: AgentTeam, setup: RuntimeSetup, run_id: str, call_id: str,
 
     store = run_store(setup)
     try:
-        guard = Guard(team.agents, policy_paths(team), security=setup.security)
+        guard = Guard(team.agents, policy_paths(team), setup.audit_path, security=setup.security)
         rec = store.get_call(run_id, call_id)
         if rec is None or rec.status != "awaiting_approval":
             state = "does not exist" if rec is None else f"is {rec.status}"

@@ -70,15 +70,18 @@ class AgentRuntime:
         security: SecurityConfig | None = None,
         toolsets_dir: Path | None = None,
         plant: tuple[Path, ManufacturingConfig] | None = None,
+        audit_path: Path | None = None,
     ) -> None:
         """`security`: policy files and sandbox limits (None = the defaults); `toolsets_dir`: where stateful tool
         sets keep per-run state (None = `toolsets/` beside the run store); `plant`: (home, manufacturing
-        settings) for the manufacturing tool set (None: its plants resolve the process's)."""
+        settings) for the manufacturing tool set (None: its plants resolve the process's); `audit_path`: the audit
+        log and approval store (None = `audit.sqlite` beside the run store)."""
         self.team = team
         self.model = model
         self.store = store
         self.config = config
-        self.guard = guard or Guard(team.agents, policy_paths(team), security=security)
+        audit = audit_path if audit_path is not None else store.path.parent / "audit.sqlite"
+        self.guard = guard or Guard(team.agents, policy_paths(team), audit, security=security)
         folder = toolsets_dir if toolsets_dir is not None else store.path.parent / "toolsets"
         self.toolbox = Toolbox(team, config, run_worker=self._run_worker, folder=folder, security=security,
                                plant=plant)

@@ -24,9 +24,10 @@ def _endpoint(agent: str, endpoint: str | None, model: str | None) -> Iterator[t
             raise ConfigError("--endpoint needs --model NAME (the model the endpoint serves)")
         yield endpoint, model
         return
+    from blacksoil.config import settings
     from blacksoil.serving.launch import gateway
 
-    with gateway(model=model) as gw:
+    with gateway(settings(), model=model) as gw:
         yield gw.openai_base_url, gw.model
 
 

@@ -63,7 +63,7 @@ class LearnerContext:
     """Key sent to the gateway (agents.api_key): with platform API keys it picks the tenant the calls count for."""
     root: Any = None
     """The root settings object, handed unchanged to serving.launch.gateway when the learner starts a gateway
-    (None: serving resolves its own)."""
+    (required before the learner starts one)."""
 
     @classmethod
     def from_settings(cls, s: RootSettings) -> LearnerContext:

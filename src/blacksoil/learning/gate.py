@@ -93,7 +93,7 @@ class EvalGate:
                  split: str = "dev", serving_cfg: ServingConfig | None = None, concurrency: int = 1,
                  agent_config: AgentscoreConfig | None = None, api_key: str | None = None, root: Any = None) -> None:
         """`serving_cfg`: the scoring gateways' engines; `agent_config` and `api_key`: the scoring agent's limits and
-        key; `root`: the root settings handed to serving.launch.gateway (None: serving resolves its own)."""
+        key; `root`: the root settings handed to serving.launch.gateway (required before the learner starts one)."""
         if split == "test":
             raise ConfigError("the eval gate never scores the test split (it is held out from learning); use dev")
         self.suites, self.split, self.serving_cfg = list(suites), split, serving_cfg
@@ -133,7 +133,7 @@ def serving(adapter: AdapterVersion | None, cfg: ServingConfig | None = None,
             root: Any = None) -> Iterator[RunningGateway]:
     """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users).
 
-    `cfg` is a ServingConfig (None = the root settings' own); `root` the root settings (None: serving's own).
+    `cfg` is a ServingConfig (None = the root settings' own); `root` the root settings the gateway starts with.
     """
     from blacksoil.serving.launch import gateway
 

@@ -1,6 +1,7 @@
 """Append-only audit log of every security decision (allow, deny, approval, sandbox verdict), arguments redacted.
 
-SQLite (WAL) under settings().home; queryable by run, agent and tenant; rows are hash-chained.
+SQLite (WAL) at the path the caller passes (home / security.store_file); queryable by run, agent and tenant;
+rows are hash-chained.
 
 What this protects, and what it does not (tests in tests/security/test_audit.py):
 - Protects: rows cannot be changed or deleted through SQL (triggers abort UPDATE and DELETE) —
@@ -124,10 +125,7 @@ class AuditLog:
     def __init__(self, path: Path | None = None, conn: sqlite3.Connection | None = None) -> None:
         if conn is None:
             if path is None:
-                from blacksoil.config import settings
-
-                s = settings()
-                path = s.home / s.security.store_file
+                raise InternalError("AuditLog needs a path (home / security.store_file) or a connection")
             conn = connect(path)
         self._conn = conn
         self._lock = threading.Lock()

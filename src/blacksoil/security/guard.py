@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from blacksoil.errors import ConfigError
 from blacksoil.security.approvals import ApprovalStore, PendingCall
 from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Decision, Principal, RunFlags, ToolCallRequest, ToolTraits, Verdict
@@ -39,6 +40,9 @@ class Guard:
     ) -> None:
         """Without `engine`: the shipped policies plus `config.policy_files` (the caller's security settings)."""
         self.engine = engine or PolicyEngine.from_files(Path(p) for p in (config or SecurityConfig()).policy_files)
+        if audit is None and store_path is None:
+            raise ConfigError("Guard needs its audit log: pass audit=AuditLog(path) or store_path=home / "
+                              "security.store_file")
         self.audit = audit or AuditLog(store_path)
         self.approvals = ApprovalStore(self.audit)
 

@@ -1,6 +1,6 @@
 """Start a whole gateway (engines + uvicorn on loopback) for tests, the demo and other pillars.
 
-`with gateway() as gw: OpenAI(base_url=gw.openai_base_url, api_key="x")` — everything stops on exit.
+`with gateway(settings) as gw: OpenAI(base_url=gw.openai_base_url, api_key="x")` — everything stops on exit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import uvicorn
 from fastapi import FastAPI
 
 from blacksoil.config import Settings
-from blacksoil.config import settings as current_settings
 from blacksoil.contracts import AdapterVersion, ExperienceSink
 from blacksoil.errors import ConfigError, InternalError
 from blacksoil.experience.sink import JsonlSink, experience_path
@@ -88,7 +87,7 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def gateway(settings: Settings | None = None, *, port: int = 0, model: str | None = None,
+def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
             replicas: int | None = None, sink: ExperienceSink | None = None,
             serving: ServingConfig | None = None, adapter: AdapterVersion | None = None,
             configure: Callable[[FastAPI, str], None] | None = None) -> Iterator[GatewayHandle]:
@@ -97,7 +96,9 @@ def gateway(settings: Settings | None = None, *, port: int = 0, model: str | Non
 
     `configure(app, url)` runs before the server starts: the platform adds auth, the feedback API and the console.
     """
-    s = settings or current_settings()
+    if settings is None:  # callers holding the root settings as `Any` (a context built without them)
+        raise InternalError("serving.launch.gateway needs the root settings: build the caller's context with them")
+    s = settings
     cfg = serving or s.serving
     changes: dict[str, object] = {}
     if model is not None:
