@@ -1,4 +1,4 @@
-"""Helpers of the agent runtime tests: the test agent's spec, teams, an in-memory experience sink.
+"""Helpers of the agent runtime tests: the test agent's spec, teams, the in-memory experience sink.
 
 A uniquely named module (not conftest) so test files import it unambiguously in a full-suite run.
 """
@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from blacksoil.agents.spec import AgentTeam, team_from_dict
+from blacksoil.experience.sink import ListSink
+
+__all__ = ["TEST_CEDAR", "ListSink", "clerk", "team"]
 
 HERE = Path(__file__).parent
 TEST_CEDAR = str(HERE / "data" / "test.cedar")
@@ -21,16 +24,3 @@ def clerk(**over: Any) -> dict[str, Any]:
 
 def team(*agents: dict[str, Any]) -> AgentTeam:
     return team_from_dict({"agents": list(agents)} if len(agents) != 1 else agents[0])
-
-
-class ListSink:
-    """Collects experience events in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def emit(self, event: Any) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from blacksoil.errors import UserError
+from blacksoil.errors import NotFoundError, UserError
 
-__all__ = ["ToolSpec", "bind", "to_json", "tool"]
+__all__ = ["ToolSpec", "bind", "existing", "to_json", "tool"]
 
 _SIMPLE: dict[Any, str] = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
@@ -155,3 +155,12 @@ def bind(fn: Callable[..., Any], context: Any) -> ToolSpec:
 def to_json(value: Any) -> str:
     """A tool result as the text the model reads."""
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def existing(items: dict[str, Any], key: str, what: str) -> dict[str, Any]:
+    """The record `key` of a keyed collection, or NotFoundError listing the ids that exist (tools take only ids
+    that exist, and a wrong one tells the agent which are right)."""
+    if key not in items:
+        raise NotFoundError(f"{what} {key!r} does not exist; known: {', '.join(sorted(items)) or 'none'}")
+    rec: dict[str, Any] = items[key]
+    return rec

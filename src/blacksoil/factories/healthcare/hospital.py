@@ -13,6 +13,7 @@ import random
 from typing import Any
 
 from blacksoil.errors import ConfigError, NotFoundError
+from blacksoil.factories.toolspec import existing
 
 from . import records
 from .beds import bed_plan, default_beds
@@ -110,11 +111,7 @@ class Hospital:
 
     def record(self, collection: str, key: str, what: str) -> dict[str, Any]:
         """One record of a keyed collection (beds, slots, ED queue), or NotFoundError listing the keys."""
-        items: dict[str, Any] = self.state[collection]
-        if key not in items:
-            raise NotFoundError(f"{what} {key!r} does not exist; known: {', '.join(sorted(items)) or 'none'}")
-        rec: dict[str, Any] = items[key]
-        return rec
+        return existing(self.state[collection], key, what)
 
     def observations(self, pid: str, loinc: str) -> list[dict[str, Any]]:
         """Every result of one code for a patient, oldest first: the record's and those added in this task."""

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from blacksoil.errors import ConfigError, NotFoundError
+from blacksoil.errors import ConfigError
 from blacksoil.factories.manufacturing.config import ManufacturingConfig
+from blacksoil.factories.toolspec import existing
 
 from . import rul
 
@@ -127,11 +128,7 @@ class Plant:
     # --- lookups that raise clear errors ------------------------------------------------------
     def get(self, collection: str, key: str, what: str) -> dict[str, Any]:
         """One record of a collection, or NotFoundError listing the ids that exist."""
-        items: dict[str, Any] = self.state[collection]
-        if key not in items:
-            raise NotFoundError(f"{what} {key!r} does not exist; known: {', '.join(sorted(items)) or 'none'}")
-        rec: dict[str, Any] = items[key]
-        return rec
+        return existing(self.state[collection], key, what)
 
     def log(self, event: str, **data: Any) -> None:
         """Append to the event log (τ²-style checkers ignore it; it helps humans read a run)."""
