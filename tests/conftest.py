@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from blacksoil.factories.env_settings import EnvSettings
+
 SYSTEM_DEPS = Path(__file__).resolve().parents[1] / "tools" / "system-deps.sh"
 
 
@@ -41,3 +43,9 @@ def blacksoil_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     else:
         os.environ["BLACKSOIL_HOME"] = old
     settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def env_settings(blacksoil_home: Path) -> EnvSettings:
+    """The environments' settings under the session's home (default manufacturing settings): what a CLI passes."""
+    return EnvSettings(blacksoil_home)

@@ -77,11 +77,15 @@ def up(
     learner: bool | None = typer.Option(None, "--learner/--no-learner",
                                         help="Run learning rounds in the background (default: platform.learner)."),
     adapter: str | None = typer.Option(None, help=ADAPTER_HELP),
+    backend: str | None = typer.Option(None, help="Where engine replicas run: local, or ray (actors on a Ray "
+                                                  "cluster's nodes); default: scheduling.backend."),
+    address: str | None = typer.Option(None, help="Ray cluster with --backend ray: auto or HOST:PORT of its head "
+                                                  "(default: scheduling.ray_address)."),
 ) -> None:
     """Run the whole platform until Ctrl-C or SIGTERM: engine, gateway, experience store, console (and the learner)."""
     from blacksoil.platform import run_up
 
-    run_up(port, learner, adapter)
+    run_up(port, learner, adapter, backend, address)
 
 
 def main() -> None:

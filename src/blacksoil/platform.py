@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from blacksoil.config import Settings
 from blacksoil.config import settings as current_settings
 from blacksoil.contracts import TENANT_ID_MAX, AdapterVersion, ExperienceSink
-from blacksoil.errors import error_body
-from blacksoil.experience.sink import make_sink
+from blacksoil.errors import ConfigError, error_body
+from blacksoil.experience.sink import StoreSink, make_sink
 
 # Probes, aggregate metrics, the API schema and the console's static shell stay open: no tenant data in them.
 _OPEN_PATHS = frozenset({"/health", "/metrics", "/console", "/docs", "/openapi.json"})
@@ -62,12 +62,17 @@ def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, ope
                   extras: dict[str, Any] | None = None) -> None:
     """Add auth, the feedback API and the console to a gateway app created by blacksoil.serving."""
     install_auth(app, s.platform.api_keys)
-    # The store behind the sink, also when a capturing sink (the background learner's) forwards to it.
-    store = getattr(sink, "store", None) or getattr(getattr(sink, "forward", None), "store", None)
+    store = sink.store if isinstance(sink, StoreSink) else None
     if store is not None:
         from blacksoil.experience.api import feedback_router
 
         app.include_router(feedback_router(lambda: store))
+    from blacksoil.agents.api import RunDriver, agents_router
+    from blacksoil.agents.launcher import RuntimeSetup
+
+    agent_setup = RuntimeSetup.from_settings(s)
+    app.state.agent_driver = RunDriver(agent_setup, s.agents.gateway_url or openai_base_url, sink)
+    app.include_router(agents_router(agent_setup, app.state.agent_driver))
     if s.platform.console:
         from blacksoil.console.context import ConsoleContext
         from blacksoil.console.router import console_router
@@ -79,6 +84,7 @@ def configure_app(app: FastAPI, s: Settings, sink: ExperienceSink | None, *, ope
                              extras={"openai_base_url": openai_base_url, **(extras or {})})
         if store is not None:
             ctx.extras["experience_store"] = store
+        ctx.extras["agent_driver"] = app.state.agent_driver  # approve/deny: the agents API's code path
         app.include_router(console_router(ctx))
         app.state.console = ctx
         if sampler is not None:
@@ -114,15 +120,19 @@ def running_platform(s: Settings | None = None, *, port: int = 0, sink: Experien
 def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
     """A thread running learning rounds against the running gateway every platform.learner_interval_s.
 
-    The gateway's sink must be the learner's CaptureSink (see `blacksoil up`), which forwards to the store.
+    The gateway's sink must be the experience store (see `blacksoil up`): the learner reads what it stored.
     """
     import threading
 
     from blacksoil.learning.context import LearnerContext
     from blacksoil.learning.loop import run_background
 
+    if not isinstance(gw.sink, StoreSink):
+        raise ConfigError(f"the learner reads the experience store, but platform.experience_sink is "
+                          f"{s.platform.experience_sink!r}; set it to 'store' (the default)")
     thread = threading.Thread(target=run_background, daemon=True, name="learner",
-                              args=(gw, gw.sink, s.platform.learner_interval_s, stop, LearnerContext.from_settings(s)))
+                              args=(gw, gw.sink.store, s.platform.learner_interval_s, stop,
+                                    LearnerContext.from_settings(s)))
     thread.start()
     return thread
 
@@ -140,7 +150,8 @@ def resolve_adapter(s: Settings, choice: str | None, model: str | None = None) -
     return store.promoted() if choice is None else store.get(choice)
 
 
-def run_up(port: int, learner: bool | None, adapter: str | None = None) -> None:
+def run_up(port: int, learner: bool | None, adapter: str | None = None, backend: str | None = None,
+           address: str | None = None) -> None:
     """`blacksoil up`: the whole platform until SIGINT or SIGTERM, then a clean shutdown.
 
     The port is bound before the engine loads (a busy port is a ConfigError: exit 2). Both signals get explicit
@@ -152,22 +163,25 @@ def run_up(port: int, learner: bool | None, adapter: str | None = None) -> None:
 
     from rich.console import Console
 
+    from blacksoil.scheduling.backends.ray_platform import replica_backend
+
     s = current_settings()
+    replicas_on = replica_backend(backend, address, s.scheduling)  # `--backend ray`: engines as Ray actors
     err = Console(stderr=True)
     stop = threading.Event()
     learn = s.platform.learner if learner is None else learner
-    sink = None
-    if learn:  # the learner sees each model call as it happens; the store still gets every event
-        from blacksoil.learning.collect import CaptureSink
-
-        sink = CaptureSink(forward=make_sink(s))
+    if learn and s.platform.experience_sink != "store":
+        raise ConfigError(f"--learner reads the experience store, but platform.experience_sink is "
+                          f"{s.platform.experience_sink!r}; set it to 'store' (the default) or drop --learner")
+    sink = make_sink(s)
 
     def _stop(signum: int, _frame: object) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with running_platform(s, port=port, sink=sink, adapter=resolve_adapter(s, adapter)) as gw:
+        with running_platform(s, port=port, sink=sink, adapter=resolve_adapter(s, adapter)) as gw, \
+                replicas_on(gw.pool, s.serving.replicas):
             err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
             worker = start_background_learner(gw, s, stop) if learn else None
             try:
@@ -179,8 +193,7 @@ def run_up(port: int, learner: bool | None, adapter: str | None = None) -> None:
                 if worker is not None:
                     worker.join(timeout=60)
     finally:
-        if sink is not None:
-            sink.close()
+        sink.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -40,7 +40,7 @@ def _agent(url: str, model: str = "scripted", **kw: Any) -> Agent:
 
 
 def _run(agent: Agent, task: api.Task) -> api.Episode:
-    return api.run_task(agent, task, rewards=_recorder())
+    return api.run_task(agent, task, rewards=_recorder(), settings=api.EnvSettings.from_settings(_settings()))
 
 
 def _rewards(session_id: str) -> list[dict]:

@@ -9,6 +9,7 @@ import pytest
 from blacksoil.agentscore import api
 from blacksoil.agentscore.tasks import load_suite_file, parse_suite
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 
 
 def test_suites_have_the_promised_sizes_and_all_splits() -> None:
@@ -24,7 +25,7 @@ def test_suites_have_the_promised_sizes_and_all_splits() -> None:
         assert len(ids) == len(set(ids))
 
 
-def test_tasks_only_allow_tools_their_environment_has() -> None:
+def test_tasks_only_allow_tools_their_environment_has(env_settings: EnvSettings) -> None:
     from blacksoil.agentscore.environments import env_for
 
     for suite in api.suites():
@@ -32,7 +33,7 @@ def test_tasks_only_allow_tools_their_environment_has() -> None:
         for t in api.list_tasks(suite):
             key = (t.domain, 0)
             if key not in seen:
-                seen[key] = {s.name for s in env_for(t).tools()}
+                seen[key] = {s.name for s in env_for(t, env_settings).tools()}
             assert set(t.tools) <= seen[key], t.id
             assert {s.tool for s in t.oracle if s.tool} <= set(t.tools), t.id
 

@@ -15,6 +15,7 @@ from blacksoil.agentscore.general_tools import GeneralWorkspace
 from blacksoil.agentscore.suites import generate_general
 from blacksoil.agentscore.tasks import suite_path
 from blacksoil.errors import ConfigError, UserError
+from blacksoil.factories.env_settings import EnvSettings
 
 SUITE = "tools-general"
 
@@ -39,20 +40,20 @@ def test_file_is_what_the_generator_writes() -> None:
     assert suite_path(SUITE).read_text() == generate_general.render()
 
 
-def test_no_tool_overlaps_tools_basic() -> None:
+def test_no_tool_overlaps_tools_basic(env_settings: EnvSettings) -> None:
     general = {t.name for t in GeneralWorkspace().tools()}
-    basic = {t.name for t in env_for(api.list_tasks("tools-basic")[0]).tools()}
+    basic = {t.name for t in env_for(api.list_tasks("tools-basic")[0], env_settings).tools()}
     assert len(general) == 8 and not general & basic
 
 
 @pytest.mark.parametrize("task_id", [t.id for t in api.list_tasks(SUITE)])
-def test_oracle_passes_every_task(task_id: str) -> None:
-    ep = api.run_task(api.make_agent("oracle"), api.get_task(SUITE, task_id))
+def test_oracle_passes_every_task(task_id: str, env_settings: EnvSettings) -> None:
+    ep = api.run_task(api.make_agent("oracle"), api.get_task(SUITE, task_id), settings=env_settings)
     assert ep.passed and ep.reward == 1.0 and ep.tool_calls >= 1
 
 
-def test_null_agent_fails_every_task() -> None:
-    eps = api.run_tasks(api.make_agent("null"), api.list_tasks(SUITE))
+def test_null_agent_fails_every_task(env_settings: EnvSettings) -> None:
+    eps = api.run_tasks(api.make_agent("null"), api.list_tasks(SUITE), settings=env_settings)
     assert not [e.task_id for e in eps if e.passed or e.reward > 0]
 
 

@@ -43,12 +43,11 @@ def platform_settings(blacksoil_home: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def platform(platform_settings: Settings) -> Iterator[Any]:
-    """The platform as `blacksoil up --learner` runs it: the learner's capturing sink in front of the store."""
-    from blacksoil.learning.collect import CaptureSink
+    """The platform as `blacksoil up --learner` runs it: the experience store as the gateway's sink."""
     from blacksoil.platform import make_sink, running_platform
 
     s = platform_settings
-    sink = CaptureSink(forward=make_sink(s))
+    sink = make_sink(s)
     try:
         with running_platform(s, sink=sink) as gw:
             yield gw
@@ -233,7 +232,7 @@ def learning_round(platform: Any, platform_settings: Settings) -> Any:
 
     ctx = LearnerContext.from_settings(platform_settings).with_learning(batch_size=1, max_seq_len=512)
     ctx = dataclasses.replace(ctx, agentscore=ctx.agentscore.model_copy(update={"step_budget": 2}))
-    learner = Learner(platform, platform.sink, LoopOptions(suites=("tools-basic",), attempts=1, tasks_per_suite=1,
+    learner = Learner(platform, platform.sink.store, LoopOptions(suites=("tools-basic",), attempts=1, tasks_per_suite=1,
                                                            gate_tasks=1, steps=2), ctx)
     return learner.run_round(1)
 

@@ -121,7 +121,7 @@ def test_export_jsonl_and_parquet_then_purge(store: ExperienceStore, tmp_path: P
 
 def test_schema_comes_from_alembic_and_reopening_is_safe(store: ExperienceStore, store_url: str) -> None:
     with store.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     store.ingest(gateway_call())
     again = ExperienceStore(store_url, anonymizer=store.anonymizer)
     assert again.tenant("acme").stats()["model_calls"] == 1

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from blacksoil.errors import ConfigError, NotFoundError, UserError
+from blacksoil.errors import ConfigError, InternalError, NotFoundError, UserError
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.factories.manufacturing import rul
 from blacksoil.factories.manufacturing.plant import Plant
 from blacksoil.factories.manufacturing.tools import TOOLS, tools
@@ -74,8 +75,8 @@ def test_maintenance_order_lifecycle() -> None:
         t["close_maintenance_order"].call({"order_id": "MO-1", "resolution": "again"})
 
 
-def test_schedule_jobs_uses_cp_sat_and_refuses_down_machines() -> None:
-    p = Plant.create(4)
+def test_schedule_jobs_uses_cp_sat_and_refuses_down_machines(env_settings: EnvSettings) -> None:
+    p = Plant.create(4, home=env_settings.home, config=env_settings.manufacturing)
     t = _tools(p)
     down = [m for m, x in p.state["machines"].items() if x["state"] == "down"]
     assert down, "seed 4 has a machine down"
@@ -120,3 +121,21 @@ def test_tool_errors_name_the_bad_value(tool: str, args: dict[str, Any], named: 
     with pytest.raises((UserError, NotFoundError)) as e:
         _tools(Plant.create(0))[tool].call(args)
     assert named in e.value.message
+
+
+def test_a_plant_without_settings_names_what_to_pass_instead_of_reading_a_global() -> None:
+    # Task generation and checkers build plants from state alone; the RUL model and the solver need the caller's.
+    p = Plant.create(0)
+    t = _tools(p)
+    with pytest.raises(InternalError, match="pass home="):
+        t["predict_rul"].call({"machine_id": "M1"})
+    down = {m for m, x in p.state["machines"].items() if x["state"] == "down"}
+    free = next(j for j, x in p.state["jobs"].items() if all(op["machine_id"] not in down for op in x["operations"]))
+    with pytest.raises(InternalError, match="pass config="):
+        t["schedule_jobs"].call({"job_ids": [free]})
+
+
+def test_a_plant_with_settings_predicts_with_the_model_cached_under_its_home(env_settings: EnvSettings) -> None:
+    p = Plant.create(0, home=env_settings.home, config=env_settings.manufacturing)
+    assert (p.home, p.config) == (env_settings.home, env_settings.manufacturing)
+    assert _tools(p)["predict_rul"].call({"machine_id": "M1"})["rul_cycles"] >= 0

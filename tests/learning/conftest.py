@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from blacksoil.config import load_settings
+from blacksoil.experience.sink import ListSink
 from blacksoil.learning.basemodel import BaseModelInfo, ensure_hf_copy, load_tokenizer
-from blacksoil.learning.collect import CaptureSink
 from blacksoil.learning.config import LearningConfig
 from blacksoil.learning.samples import TrainSample
 from blacksoil.serving.config import ServingConfig
@@ -56,10 +56,10 @@ def secret_samples(make_sample: Callable[..., TrainSample]) -> list[TrainSample]
 
 @pytest.fixture(scope="session")
 def gw() -> Iterator[GatewayHandle]:
-    """A real gateway (one llama.cpp replica, 1 thread) whose experience goes to a CaptureSink (`gw.sink`)."""
+    """A real gateway (one llama.cpp replica, 1 thread) whose experience goes to a ListSink (`gw.sink`)."""
     cfg = ServingConfig.model_validate({"threads": 1, "slots": 4, "concurrency": 2, "ctx": 4096, "replicas": 1,
                                         "default_max_tokens": 16, "queue_timeout_s": 120.0})
-    with gateway(load_settings(), serving=cfg, sink=CaptureSink()) as handle:
+    with gateway(load_settings(), serving=cfg, sink=ListSink()) as handle:
         yield handle
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from blacksoil.agentscore.config import AgentscoreConfig
-from blacksoil.learning.collect import CaptureSink
+from blacksoil.experience.store import ExperienceStore, default_url
 from blacksoil.learning.config import LearningConfig
 from blacksoil.learning.context import LearnerContext
 from blacksoil.learning.loop import Learner, LoopOptions
@@ -44,7 +44,8 @@ class _IdleGateway:
 
 def _learner(home: Path, learning: LearningConfig, api_key: str, step_budget: int) -> Learner:
     ctx = LearnerContext(home, learning, agentscore=AgentscoreConfig(step_budget=step_budget), api_key=api_key)
-    return Learner(_IdleGateway(), CaptureSink(), LoopOptions(suites=("tools-basic",), demos=False), ctx)
+    store = ExperienceStore(default_url(home))
+    return Learner(_IdleGateway(), store, LoopOptions(suites=("tools-basic",), demos=False), ctx)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.config import load_settings
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.learning.adapters import AdapterStore
 from blacksoil.learning.basemodel import info_from_gguf
 from blacksoil.learning.gate import EvalGate, SuiteScore, decide
@@ -39,12 +40,14 @@ def test_gain_below_margin_or_none_is_rejected() -> None:
     assert not d.promote and "below margin 0.20" in d.reason
 
 
-def test_test_split_is_refused() -> None:
+def test_test_split_is_refused(env_settings: EnvSettings) -> None:
     with pytest.raises(ConfigError, match="never scores the test split"):
-        EvalGate(["tools-basic"], tasks_per_suite=1, margin=0.0, tolerance=0.0, split="test")
+        EvalGate(["tools-basic"], tasks_per_suite=1, margin=0.0, tolerance=0.0, split="test",
+                 settings=env_settings)
 
 
-def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_home: Path) -> None:
+def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_home: Path,
+                                                      env_settings: EnvSettings) -> None:
     """Real scoring of base and candidate on held-out dev tasks through private gateways (the candidate's replica
     really serves the damaged adapter, or `serving` raises). The base model completes these two tools-general dev
     tasks (measured: reminder and booking, greedy decoding), so the damaged candidate is rejected for a real
@@ -54,7 +57,8 @@ def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_h
     damaged = store.publish(write_random_peft(tmp_path / "bad", info, b_std=0.5, seed=7), info)
     # A short scoring agent, handed in as its config (no process-wide settings to patch).
     gate = EvalGate(["tools-general"], tasks_per_suite=None, margin=0.0, tolerance=0.02,
-                    agent_config=AgentscoreConfig(step_budget=3, max_tokens=64), root=load_settings())
+                    agent_config=AgentscoreConfig(step_budget=3, max_tokens=64), root=load_settings(),
+                    settings=env_settings)
     picked = {"tg-reminder-1", "tg-booking-2"}
     gate.tasks = lambda suite: [t for t in EvalGate.tasks(gate, suite) if t.id in picked]  # type: ignore
     baseline = gate.score(None)

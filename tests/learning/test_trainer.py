@@ -58,7 +58,8 @@ def test_group_objective_pushes_failed_attempt_down(base_info: BaseModelInfo, tm
 def _trainer_cmd(run_dir: Path, samples: Path, steps: int, out: Path) -> list[str]:
     cfg = {"batch_size": 2, "max_seq_len": 48, "checkpoint_every": 1, "learning_rate": 1e-3, "keep_checkpoints": 2}
     return [sys.executable, "-m", "blacksoil.learning.trainer", "--run-dir", str(run_dir), "--samples", str(samples),
-            "--steps", str(steps), "--config", json.dumps(cfg), "--out", str(out)]
+            "--steps", str(steps), "--config", json.dumps(cfg), "--out", str(out),
+            "--home", os.environ["BLACKSOIL_HOME"]]
 
 
 def test_killed_trainer_resumes_to_the_same_weights(base_info: BaseModelInfo, tmp_path: Path,

@@ -109,7 +109,8 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
     c0, c1 = sorted(os.sched_getaffinity(0))[:2]
     serving = ServingConfig.model_validate({"threads": 1, "slots": 2, "concurrency": 2, "ctx": 1024, "replicas": 1,
                                             "default_max_tokens": 16, "queue_timeout_s": 120.0})
-    learner = LearnerWorkload("learner", tmp_path / "run", STEPS, LEARN, log=tmp_path / "learner.log")
+    learner = LearnerWorkload("learner", tmp_path / "run", STEPS, LEARN, home=load_settings().home,
+                              log=tmp_path / "learner.log")
     with gateway(load_settings(), serving=serving) as gw:
         replicas = GatewayReplicas("gateway", gw.pool)
         demand = GatewayDemand(gw.url, admitted_per_replica=serving.admitted(), cores_per_replica=1)
@@ -230,13 +231,15 @@ def test_worker_rejects_bad_input_with_a_message(tmp_path: Path) -> None:
     for args, says in ((["--steps", "0"], "--steps 0 must be at least 1"),
                        (["--steps", "2", "--config", "[1"], "is not JSON"),
                        (["--steps", "2", "--config", '{"batch_size": 0}'], "learning.batch_size")):
-        p = subprocess.run([sys.executable, "-m", "blacksoil.learning.worker", "--run-dir", str(tmp_path), *args],
+        p = subprocess.run([sys.executable, "-m", "blacksoil.learning.worker", "--run-dir", str(tmp_path),
+                            "--home", str(tmp_path), *args],
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and says in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_learner_that_fails_its_checkpointed_stop_is_reported(tmp_path: Path) -> None:
-    learner = LearnerWorkload("bad", tmp_path / "run", 0, log=tmp_path / "log")  # --steps 0: exits 2 at once
+    # --steps 0: exits 2 at once
+    learner = LearnerWorkload("bad", tmp_path / "run", 0, home=tmp_path, log=tmp_path / "log")
     learner.start(Allocation(cores=(sorted(os.sched_getaffinity(0))[0],)))
     assert learner.process.proc is not None
     learner.process.proc.wait(timeout=120)
@@ -246,7 +249,7 @@ def test_learner_that_fails_its_checkpointed_stop_is_reported(tmp_path: Path) ->
 
 
 def test_learner_stopped_while_loading_exits_cleanly(tmp_path: Path, base_model: None) -> None:
-    learner = LearnerWorkload("early", tmp_path / "run", 3, LEARN, log=tmp_path / "log")
+    learner = LearnerWorkload("early", tmp_path / "run", 3, LEARN, home=load_settings().home, log=tmp_path / "log")
     learner.start(Allocation(cores=(sorted(os.sched_getaffinity(0))[0],)))
     end = time.monotonic() + 120
     while not (tmp_path / "run" / "status.json").exists() and time.monotonic() < end:

@@ -1,108 +1,54 @@
-"""The Ray backend on a real Ray cluster on 127.0.0.1: a head and one worker, started and stopped here.
-
-Both run `ray start --block` in their own process session, so teardown ends exactly those processes
-(by process-group id) even when the test fails; `ray stop` would also stop other users' Ray nodes.
-"""
+"""The Ray backend driven by the unified policy on a real two-node Ray cluster: real engine replicas joining a
+real gateway, a real two-rank LoRA gang preempted with a checkpoint and resumed from it, an agent group placed."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from openai import OpenAI
+
+from blacksoil.config import load_settings
+from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
+from blacksoil.learning.checkpoint import Checkpointer
+from blacksoil.learning.config import LearningConfig
+from blacksoil.learning.samples import TrainSample
+from blacksoil.serving.config import ServingConfig
+from blacksoil.serving.launch import GatewayHandle, gateway
 
 ray = pytest.importorskip("ray")
-from ray._private import services  # noqa: E402
 
 from blacksoil.scheduling.backends.ray_backend import RayBackend, RayGroup  # noqa: E402
+from blacksoil.scheduling.backends.ray_learning import LearnerSpec, read_steps  # noqa: E402
 from blacksoil.scheduling.config import SchedulingConfig  # noqa: E402
 from blacksoil.scheduling.state import Action  # noqa: E402
 from blacksoil.scheduling.workloads import AgentGroup, LearningJob  # noqa: E402
 
-# `ray start`, except that a loopback --node-ip-address is kept: Ray's CLI otherwise swaps 127.0.0.1 for the
-# host's outward address (resolve_ip_for_localhost), and refuses multi-node clusters if detection is off.
-RAY_START = [sys.executable, "-c", "import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
-             "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"]
-COMMON = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--object-store-memory=80000000",
-          "--disable-usage-stats", "--block"]
 
-
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAY_memory_monitor_refresh_ms": "0"}
-    return subprocess.Popen([*RAY_START, "start", *args, *COMMON], stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env)
-
-
-def _end(p: subprocess.Popen[bytes]) -> None:
-    # Ray drains for up to 30 s on SIGTERM; this test cluster holds nothing worth draining.
-    for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=wait)
-            time.sleep(0.5)
-        except subprocess.TimeoutExpired:
-            continue
+@pytest.fixture(scope="module")
+def gw(ray_cluster: Any) -> Iterator[GatewayHandle]:
+    cfg = ServingConfig.model_validate({"threads": 1, "slots": 2, "concurrency": 2, "ctx": 2048,
+                                        "default_max_tokens": 8, "queue_timeout_s": 60.0})
+    with gateway(load_settings(), serving=cfg) as handle:
+        yield handle
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    tmp = Path(tempfile.mkdtemp(prefix="bsray", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    procs: list[subprocess.Popen[bytes]] = []
-    t_start = time.monotonic()
-    saved = None
-    try:
-        head = _start(["--head", "--port=0", f"--temp-dir={tmp}", "--include-dashboard=false",
-                       '--resources={"acc": 2, "blacksoil_host_h0": 1, "blacksoil_rack_r0": 1}'], tmp / "head.log")
-        procs.append(head)
-        address = None
-        end = time.monotonic() + 90
-        while address is None and time.monotonic() < end and head.poll() is None:
-            # With --port=0 the head writes the port it got into <temp-dir>/ray_current_cluster.
-            f = tmp / "ray_current_cluster"
-            text = f.read_text().strip() if f.exists() else ""
-            address = f"127.0.0.1:{text.rsplit(':', 1)[1]}" if ":" in text else None
-            time.sleep(0.5)
-        assert address, (tmp / "head.log").read_text(errors="replace")[-2000:]
-        procs.append(_start([f"--address={address}",
-                             '--resources={"acc": 2, "blacksoil_host_h1": 1, "blacksoil_rack_r1": 1}'],
-                            tmp / "worker.log"))
-        t = time.monotonic()
-        # The driver, too, must keep the loopback address it is given.
-        saved = services.resolve_ip_for_localhost
-        services.resolve_ip_for_localhost = lambda h: h
-        ray.init(address=address, log_to_driver=False)
-        print(f"ray up {t - t_start:.1f}s, init {time.monotonic() - t:.1f}s")
-        end = time.monotonic() + 90
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert time.monotonic() < end, (tmp / "worker.log").read_text(errors="replace")[-2000:]
-            time.sleep(0.5)
-        assert {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} == {"127.0.0.1"}
-        yield address
-    finally:
-        t_down = time.monotonic()
-        if ray.is_initialized():
-            ray.shutdown()
-        print(f"ray.shutdown {time.monotonic() - t_down:.1f}s")
-        if saved is not None:
-            services.resolve_ip_for_localhost = saved
-        for p in reversed(procs):
-            _end(p)
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"teardown {time.monotonic() - t_down:.1f}s")
+def spec(blacksoil_home: Path) -> LearnerSpec:
+    info = ensure_hf_copy(blacksoil_home)
+    tok = load_tokenizer(info)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is the secret word?"}], tokenize=True,
+                                     add_generation_prompt=True)
+    prompt = prompt if isinstance(prompt, list) else prompt["input_ids"]
+    sample = TrainSample(tuple(prompt), tuple(tok("zebracorn42<|im_end|>", add_special_tokens=False).input_ids))
+    cfg = LearningConfig(batch_size=2, max_seq_len=48, checkpoint_every=50, lora_layers=2)
+    return LearnerSpec(info, cfg, (sample,), steps=10_000)  # preempted long before the end
 
 
-def _run(backend: RayBackend, cond, timeout: float = 45.0) -> None:  # type: ignore[no-untyped-def]
+def _run(backend: RayBackend, cond: Callable[[], bool], timeout: float = 180.0) -> None:
     t0 = time.monotonic()
     end = time.monotonic() + timeout
     while not cond():
@@ -112,32 +58,47 @@ def _run(backend: RayBackend, cond, timeout: float = 45.0) -> None:  # type: ign
     print(f"phase {time.monotonic() - t0:.1f}s")
 
 
-def test_gang_preemption_and_colocation_on_real_ray(ray_cluster: str, tmp_path: Path) -> None:
+@pytest.mark.slow  # two LoRA trainer ranks started twice, three engines: ~2 min of CPU on 2 cores
+def test_policy_preempts_and_resumes_a_real_gang_beside_real_replicas(gw: GatewayHandle, spec: LearnerSpec,
+                                                                      tmp_path: Path) -> None:
     cfg = SchedulingConfig(step_s=0.2, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                            hpa_scale_down_window_s=0.5, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.2)
     load = [0.5]
     backend = RayBackend([LearningJob("train", size=2, work_acc_h=1.0)], demand=lambda: load[0], ckpt_dir=tmp_path,
+                         pool=gw.pool, learners={"train": spec},
                          groups=[RayGroup(AgentGroup("crew", accelerators=1), members=2)], accelerator="acc", cfg=cfg)
+    run_dir = tmp_path / "train"
     try:
         _run(backend, lambda: "train" in backend.running and "crew" in backend.running)
-        train = backend.running["train"]
-        nodes = {ray.get(a.progress.remote())["node"] for a in train.actors}
+        gang = backend.running["train"].gang
+        assert gang is not None
+        nodes = {ray.get(a.progress.remote())["node"] for a in gang.actors}
         assert len(nodes) == 1  # the 2-accelerator gang went to one node (smallest domain), STRICT_PACK
         crew_nodes = {ray.get(a.node.remote()) for a in backend.running["crew"].actors}
         assert len(crew_nodes) == 1 and crew_nodes != nodes  # agent group colocated, beside the serving replica
-        time.sleep(1.0)
+        _run(backend, lambda: len(read_steps(run_dir)) >= 1)  # the real trainer is stepping
 
         load[0] = 2.0  # serving needs 3 accelerators: the learner is checkpointed and removed
         _run(backend, lambda: "train" not in backend.running and sum(map(len, backend.replicas.values())) == 3)
         stops = [d for _, d in backend.state.log if d.action is Action.STOP]
         assert stops and stops[0].target == "train" and stops[0].checkpoint
-        saved = [json.loads(p.read_text())["step"] for p in sorted(tmp_path.glob("train.rank*.json"))]
-        assert len(saved) == 2 and min(saved) > 0
-        assert [ray.get(r.ping.remote(), timeout=30) for reps in backend.replicas.values() for r in reps]
+        saved = Checkpointer(run_dir).latest()
+        assert saved is not None and saved.step == read_steps(run_dir)[-1]["step"]  # stopped on a checkpoint
+        remote = [i for i in gw.pool.info() if i.kind == "llamacpp_remote"]
+        assert len(remote) == 3 and {i.status for i in remote} == {"ready"}
+        client = OpenAI(base_url=gw.openai_base_url, api_key="unused")
+        for i in range(4):  # new sessions spread over the replicas; every one answers
+            r = client.chat.completions.create(model=gw.model, messages=[{"role": "user", "content": "Hi"}],
+                                               max_tokens=2, extra_headers={"X-Session-Id": f"s{i}"})
+            assert r.choices[0].message is not None
 
         load[0] = 0.3  # demand falls: serving shrinks, the gang comes back from its checkpoint
         _run(backend, lambda: "train" in backend.running)
-        resumed = sorted(ray.get(a.progress.remote())["resumed_from"] for a in backend.running["train"].actors)
-        assert resumed == sorted(saved)
+        gang = backend.running["train"].gang
+        assert gang is not None
+        _run(backend, lambda: len(read_steps(run_dir)) > saved.step)
+        log = read_steps(run_dir)
+        assert [e["step"] for e in log] == list(range(1, len(log) + 1))  # continuous: none lost, none repeated
+        assert {ray.get(a.progress.remote())["resumed_from"] for a in gang.actors} == {saved.step}
     finally:
         backend.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.security.redteam.injection import (
     CaseResult,
     ScriptedAgent,
@@ -23,8 +24,8 @@ from blacksoil.security.redteam.injection_world import new_world
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> list[CaseResult]:
-    return run_suite(cases(), tmp_path_factory.mktemp("injection"))
+def results(tmp_path_factory: pytest.TempPathFactory, env_settings: EnvSettings) -> list[CaseResult]:
+    return run_suite(cases(), tmp_path_factory.mktemp("injection"), settings=env_settings)
 
 
 def test_suite_size() -> None:
@@ -48,8 +49,8 @@ def test_utility_is_kept(results: list[CaseResult]) -> None:
     assert s["audit_complete"] and s["injected_calls"] >= len(results)
 
 
-def test_injection_is_visible_to_a_model() -> None:
-    world = new_world()
+def test_injection_is_visible_to_a_model(env_settings: EnvSettings) -> None:
+    world = new_world(env_settings)
     TASKS[2].vector(world, injection_text(GOALS[0]))
     assert "plant manager" in world.supplier_email["body"]
     # The scripted agent finds the instruction inside the JSON tool result, escaped quotes and all.
@@ -57,11 +58,11 @@ def test_injection_is_visible_to_a_model() -> None:
     assert len(blocks) == 1 and "dispatch_robot" in blocks[0]
 
 
-def test_clean_run_asks_only_for_the_users_own_calls(tmp_path: Path) -> None:
+def test_clean_run_asks_only_for_the_users_own_calls(tmp_path: Path, env_settings: EnvSettings) -> None:
     from blacksoil.security.audit import AuditLog
     from blacksoil.security.guard import Guard
     from blacksoil.security.policy import PolicyEngine
 
     guard = Guard(PolicyEngine(), AuditLog(tmp_path / "a.sqlite"))
-    report = ScriptedAgent(guard, "clean-1").run(TASKS[0], new_world())
+    report = ScriptedAgent(guard, "clean-1").run(TASKS[0], new_world(env_settings))
     assert [d[1] for d in report.decisions] == ["allow", "allow"] and report.approvals_asked == 1

@@ -64,7 +64,7 @@ def test_tool_choice_none_answers_in_text_and_stream_emits_tool_calls(gw: Gatewa
                                   temperature=0)
     assert r.choices[0].finish_reason in ("stop", "length") and not r.choices[0].message.tool_calls
     chunks = list(c.chat.completions.create(model=gw.model, messages=ASK, tools=[WEATHER], tool_choice="required",
-                                            max_tokens=48, temperature=0, stream=True))
+                                            max_tokens=96, temperature=0, stream=True))
     calls = [tc for ch in chunks if ch.choices for tc in (ch.choices[0].delta.tool_calls or [])]
     assert calls and calls[0].function and calls[0].function.name == "get_weather"
     assert chunks[-1].choices[0].finish_reason == "tool_calls"

@@ -231,3 +231,25 @@ def test_concurrent_disconnects_leave_no_slot_behind(gw: GatewayHandle) -> None:
     while gw.pool.inflight("r0") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gw.pool.inflight("r0") == 0
+
+
+def test_a_stream_abandoned_while_queued_gives_its_place_back(gw: GatewayHandle) -> None:
+    """The client of a queued stream hangs up; once admitted, its response never starts (so the SSE generator that
+    releases the place never runs): the place must come back anyway."""
+    places = gw.pool.admission.replicas["r0"].concurrency
+    body = {"model": gw.model, "prompt": "Count: 1, 2,", "max_tokens": 40, "ignore_eos": True}
+    busy = [threading.Thread(target=_post, args=(gw, body, "/v1/completions")) for _ in range(places)]
+    for t in busy:
+        t.start()
+    deadline = time.monotonic() + 30
+    while gw.pool.inflight("r0") < places and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with contextlib.suppress(httpx.TimeoutException), httpx.stream(
+            "POST", gw.url + "/v1/completions", json={**body, "stream": True}, timeout=0.5) as r:
+        r.read()
+    for t in busy:
+        t.join()
+    deadline = time.monotonic() + 4
+    while gw.pool.inflight("r0") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gw.pool.inflight("r0") == 0

@@ -40,6 +40,7 @@ from blacksoil.agents.spec import AgentSpec
 from blacksoil.agents.store import CallRecord, RunRecord, RunStore
 from blacksoil.agents.toolbox import Toolbox
 from blacksoil.agents.tools import Tool, ToolContext, result_text
+from blacksoil.agents.tracing import execute_tool, tool_ended
 from blacksoil.contracts import ExperienceEvent, ExperienceSink
 from blacksoil.errors import BlacksoilError
 
@@ -143,15 +144,17 @@ class CallExecutor:
         ctx = ToolContext(run.run_id, rec.call_id, rec.idempotency_key, agent.name)
         t0 = time.monotonic()
         status, handoff, final = "completed", None, None
-        try:
-            value = self.guard.run_sandboxed(tool, rec.arguments, ctx) if tool.flags.sandboxed else tool.invoke(
-                rec.arguments, ctx)  # fmt: skip
-        except WorkerPaused:
-            return _WAIT
-        except BlacksoilError as e:
-            status, value = "failed", f"error: {e.message}"
-        except Exception as e:  # a tool's bug is the model's information, not the run's crash
-            status, value = "failed", f"error: {type(e).__name__}: {e}"
+        with execute_tool(tool.name, rec.call_id, tool.description) as span:
+            try:
+                value = self.guard.run_sandboxed(tool, rec.arguments, ctx) if tool.flags.sandboxed else tool.invoke(
+                    rec.arguments, ctx)  # fmt: skip
+            except WorkerPaused:
+                return _WAIT
+            except BlacksoilError as e:
+                status, value = "failed", f"error: {e.message}"
+            except Exception as e:  # a tool's bug is the model's information, not the run's crash
+                status, value = "failed", f"error: {type(e).__name__}: {e}"
+            tool_ended(span, status)
         if isinstance(value, Handoff):
             handoff, value = value.target, f"handed off to {value.target}"
         elif isinstance(value, FinalAnswer):

@@ -206,6 +206,20 @@ def deny_cmd(
     _decide(run_id, call_id, False, by, reason, resume, base_url, model, as_json)
 
 
+@agent_app.command("memory-purge")
+def memory_purge_cmd(
+    tenant: str = typer.Option(..., "--tenant", help="Tenant whose long-term memory is deleted."),
+) -> None:
+    """Delete every fact the tenant's agents remembered (the `memory` tool set)."""
+    from blacksoil.agents.memory import MemoryStore, memory_path
+
+    store = MemoryStore(memory_path(_setup().toolsets_dir))
+    try:
+        print(json.dumps({"tenant": tenant, "facts_deleted": store.purge(tenant)}))
+    finally:
+        store.close()
+
+
 def bench_agents(
     spec: str = typer.Option("examples/agents/maintenance.yaml", "--spec", help="Agent spec to measure."),
     tries: int = typer.Option(20, "--tries", min=1, help="How many runs (each on a fresh plant)."),

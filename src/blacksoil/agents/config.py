@@ -39,4 +39,8 @@ class AgentsConfig(ComponentConfig):
     """maxLength added to tool string parameters that have none (characters): bounds constrained decoding."""
     tool_timeout_s: PositiveFloat = 60.0
     """Timeout of one MCP tool call (seconds)."""
+    api_toolsets: tuple[str, ...] = ()
+    """Module tool sets (beyond the shipped short names) that specs registered over HTTP may name (module paths)."""
+    api_stream_poll_s: PositiveFloat = 0.2
+    """How often an open event stream of the HTTP API looks for new run events (seconds)."""
 

@@ -80,6 +80,10 @@ def open_runtime(
     """
     cfg = setup.agents
     url = base_url or cfg.gateway_url
+    if setup.root is not None:  # OTLP export of invoke_agent / execute_tool spans when [serving.tracing] asks
+        from blacksoil.serving.tracing import install
+
+        install(setup.root.serving.tracing)
     with ExitStack() as stack:
         if url is None:
             from blacksoil.serving.launch import gateway

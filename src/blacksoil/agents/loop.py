@@ -18,16 +18,18 @@ from blacksoil.agents.model import ModelClient, ModelReply
 from blacksoil.agents.spec import AgentSpec, AgentTeam
 from blacksoil.agents.store import CallRecord, RunRecord, RunStore
 from blacksoil.agents.toolbox import Toolbox
+from blacksoil.agents.tracing import invoke_agent, run_ended
 from blacksoil.contracts import ExperienceSink
 from blacksoil.errors import RetryableError, UserError
 from blacksoil.factories.manufacturing.config import ManufacturingConfig
 from blacksoil.security.config import SecurityConfig
 
-__all__ = ["FINAL_STATUSES", "REASONS", "AgentRuntime", "RunResult", "policy_paths"]
+__all__ = ["FINAL_STATUSES", "REASONS", "AgentRuntime", "RunResult", "policy_paths", "start_run"]
 
 #: Why a run ended (or paused); every run gets exactly one.
 REASONS = (
     "answer", "max_steps", "max_tokens", "max_wall_time", "loop_detected", "awaiting_approval", "model_error",
+    "cancelled", "error",
 )  # fmt: skip
 FINAL_STATUSES = ("completed", "stopped", "failed")
 
@@ -74,7 +76,7 @@ class AgentRuntime:
     ) -> None:
         """`security`: policy files and sandbox limits (None = the defaults); `toolsets_dir`: where stateful tool
         sets keep per-run state (None = `toolsets/` beside the run store); `plant`: (home, manufacturing
-        settings) for the manufacturing tool set (None: its plants resolve the process's); `audit_path`: the audit
+        settings) for the manufacturing tool set (None: plants without settings); `audit_path`: the audit
         log and approval store (None = `audit.sqlite` beside the run store)."""
         self.team = team
         self.model = model
@@ -92,16 +94,13 @@ class AgentRuntime:
     def run(self, task: str, *, agent: str | None = None, user: str | None = None, run_id: str | None = None,
             parent_run_id: str | None = None) -> RunResult:  # fmt: skip
         """Start a run of `agent` (default: the team's entry agent) on `task` and drive it until it ends or pauses."""
-        if not task.strip():
-            raise UserError("the task is empty; pass what the agent should do, e.g. 'schedule the open jobs'")
-        spec = self.team.get(agent) if agent else self.team.entry
-        rid = run_id or uuid.uuid4().hex[:12]
-        self.store.create_run(
-            RunRecord(run_id=rid, team=self.team.model_dump(), agent=spec.name, task=task, tenant=spec.tenant,
-                      user_id=user or "local", parent_run_id=parent_run_id)
-        )  # fmt: skip
-        self.store.append_message(rid, spec.name, {"role": "user", "content": task})
-        return self.drive(rid)
+        return self.drive(self.start(task, agent=agent, user=user, run_id=run_id, parent_run_id=parent_run_id))
+
+    def start(self, task: str, *, agent: str | None = None, user: str | None = None, run_id: str | None = None,
+              parent_run_id: str | None = None) -> str:  # fmt: skip
+        """Record a new run (task message committed) without driving it; `drive` then runs it. Returns its id."""
+        return start_run(self.store, self.team, task, agent=agent, user=user, run_id=run_id,
+                         parent_run_id=parent_run_id)  # fmt: skip
 
     def resume(self, run_id: str) -> RunResult:
         """Continue a run that was killed, stopped mid-way or paused (after its approvals are decided)."""
@@ -131,6 +130,14 @@ class AgentRuntime:
     def drive(self, run_id: str) -> RunResult:
         """Drive a run step by step until it answers, hits a limit or pauses for approval."""
         run = self.store.get_run(run_id)
+        spec = self.team.get(run.agent)
+        with invoke_agent(run.agent, run_id, spec.model or getattr(self.model, "model", None)) as span:
+            result = self._drive(run_id)
+            run_ended(span, result.status, result.reason, result.steps, result.tokens)
+        return result
+
+    def _drive(self, run_id: str) -> RunResult:
+        run = self.store.get_run(run_id)
         if run.status in FINAL_STATUSES:
             return self._result(run)
         self.store.claim(run_id)
@@ -138,6 +145,8 @@ class AgentRuntime:
         self.store.update_run(run_id, status="running", reason=None)
         while True:
             run = self.store.get_run(run_id)
+            if run.status in FINAL_STATUSES:  # cancelled from outside (the HTTP API) between two steps
+                return self._result(run)
             agent = self.team.get(run.agent)
             caller, pending = self._unanswered_calls(run_id)
             if pending:
@@ -256,6 +265,22 @@ class _Clock:
 
     def elapsed(self) -> float:
         return self.before_s + time.monotonic() - self.t0
+
+
+def start_run(store: RunStore, team: AgentTeam, task: str, *, agent: str | None = None, user: str | None = None,
+              run_id: str | None = None, parent_run_id: str | None = None) -> str:  # fmt: skip
+    """Record a new run of `team` with its task message, in one transaction (no model needed); returns its id."""
+    if not task.strip():
+        raise UserError("the task is empty; pass what the agent should do, e.g. 'schedule the open jobs'")
+    spec = team.get(agent) if agent else team.entry
+    rid = run_id or uuid.uuid4().hex[:12]
+    with store.transaction():
+        store.create_run(
+            RunRecord(run_id=rid, team=team.model_dump(), agent=spec.name, task=task, tenant=spec.tenant,
+                      user_id=user or "local", parent_run_id=parent_run_id)
+        )  # fmt: skip
+        store.append_message(rid, spec.name, {"role": "user", "content": task})
+    return rid
 
 
 def policy_paths(team: AgentTeam) -> list[Path]:

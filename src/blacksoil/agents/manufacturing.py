@@ -33,7 +33,8 @@ class PlantToolset:
     def __init__(self, folder: Path, seed: int = 0, overrides: dict[str, Any] | None = None, *,
                  home: Path | None = None, config: ManufacturingConfig | None = None) -> None:
         """`home` and `config`: the manufacturing settings its plants use (RUL model cache, job-shop workers); the
-        runtime's Toolbox hands them in (None: the plant resolves the process's, see factories defaults.py)."""
+        runtime's Toolbox hands them in (None: plants without settings, whose RUL and solver tools then fail with
+        an error naming what to pass)."""
         self.folder = Path(folder)
         self.seed = seed
         self.overrides = overrides
@@ -120,7 +121,7 @@ class PlantToolset:
         """The ids that exist in a fresh plant of this seed (machines, robots, parts, jobs, orders never change)."""
         from blacksoil.factories.manufacturing.plant import Plant
 
-        st = Plant.create(seed=self.seed, overrides=self.overrides).state
+        st = Plant.create(seed=self.seed, overrides=self.overrides).state  # ids only: no settings needed
         return {"machine_id": sorted(st["machines"]), "robot_id": sorted(st["robots"]), "part_id": sorted(st["parts"]),
                 "job_ids": sorted(st["jobs"]), "order_id": sorted(st["orders"])}  # fmt: skip
 

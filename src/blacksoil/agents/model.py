@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from blacksoil.errors import ConfigError, RetryableError, UserError
+from blacksoil.serving.tracing import trace_headers
 
 __all__ = ["ModelClient", "ModelReply"]
 
@@ -87,6 +88,7 @@ class ModelClient:
         if session_id:
             body["user"] = session_id
         headers = {"X-Session-Id": session_id} if session_id else {}
+        headers.update(trace_headers())  # the gateway's chat span joins the caller's trace (W3C traceparent)
         last = ""
         for attempt in range(self.retries + 1):
             t0 = time.monotonic()

@@ -19,7 +19,7 @@ from typing import Any
 
 from blacksoil.errors import NotFoundError, UserError
 
-__all__ = ["CALL_STATUSES", "RUN_STATUSES", "CallRecord", "RunRecord", "RunStore"]
+__all__ = ["CALL_STATUSES", "EVENT_KINDS", "RUN_STATUSES", "CallRecord", "RunEvent", "RunRecord", "RunStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,12 +64,35 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     finished_at REAL,
     PRIMARY KEY (run_id, call_id)
 );
+CREATE TABLE IF NOT EXISTS events (
+    event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id, event_id);
+CREATE TABLE IF NOT EXISTS specs (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    team TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS run_keys (
+    tenant TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, key_hash)
+);
 """
 
 #: Statuses of a run; `paused` waits for approvals, the rest are final.
 RUN_STATUSES = ("running", "paused", "completed", "stopped", "failed")
 #: Statuses of a tool call.
 CALL_STATUSES = ("awaiting_approval", "approved", "denied", "started", "completed", "failed", "blocked")
+#: Kinds of run events, written in the same transaction as the state they describe (so a stream misses none).
+EVENT_KINDS = ("status", "message", "model_call", "tool_call", "approval_request", "result")
 
 
 @dataclass
@@ -113,6 +136,17 @@ class CallRecord:
     result: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+
+
+@dataclass
+class RunEvent:
+    """One step of a run as a client follows it; `event_id` grows over the whole store (an SSE `id`)."""
+
+    event_id: int
+    run_id: str
+    kind: str
+    data: dict[str, Any]
+    ts: float
 
 
 class RunStore:
@@ -164,6 +198,7 @@ class RunStore:
                  r.reason, r.answer, r.steps, r.tokens, r.wall_s, json.dumps(r.flags), r.owner, r.created_at,
                  r.updated_at),
             )  # fmt: skip
+            self._event(c, r.run_id, "status", {"status": r.status, "agent": r.agent, "task": r.task})
 
     def get_run(self, run_id: str) -> RunRecord:
         row = self._conn().execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -205,7 +240,62 @@ class RunStore:
         vals = [json.dumps(v) if k == "flags" else v for k, v in fields.items()]
         sets = ", ".join(f"{k}=?" for k in fields)
         with self._tx() as c:
+            before = c.execute("SELECT status FROM runs WHERE run_id=?", (run_id,)).fetchone()
             c.execute(f"UPDATE runs SET {sets}, updated_at=? WHERE run_id=?", [*vals, time.time(), run_id])
+            if "status" in fields and before is not None and before["status"] != fields["status"]:
+                self._status_event(c, run_id)
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a running or paused run before its next step; False when it had already ended."""
+        with self._tx() as c:
+            cur = c.execute("UPDATE runs SET status='stopped', reason='cancelled', updated_at=? WHERE run_id=? AND "
+                            "status IN ('running', 'paused')", (time.time(), run_id))  # fmt: skip
+            if cur.rowcount:
+                self._status_event(c, run_id)
+            return bool(cur.rowcount)
+
+    # events
+    def _event(self, c: sqlite3.Connection, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        c.execute("INSERT INTO events (run_id, kind, data, ts) VALUES (?,?,?,?)",
+                  (run_id, kind, json.dumps(data, default=str), time.time()))  # fmt: skip
+
+    def _status_event(self, c: sqlite3.Connection, run_id: str) -> None:
+        row = c.execute("SELECT status, reason, answer, steps, tokens FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        final = row["status"] in ("completed", "stopped", "failed")
+        self._event(c, run_id, "result" if final else "status", dict(row))
+
+    def events(self, run_id: str, after: int = 0, limit: int = 500) -> list[RunEvent]:
+        """The run's events with an id above `after`, oldest first."""
+        rows = self._conn().execute(
+            "SELECT * FROM events WHERE run_id=? AND event_id>? ORDER BY event_id LIMIT ?", (run_id, after, limit)
+        ).fetchall()
+        return [RunEvent(r["event_id"], r["run_id"], r["kind"], json.loads(r["data"]), r["ts"]) for r in rows]
+
+    # specs and idempotency keys of the HTTP API
+    def put_spec(self, tenant: str, name: str, team: dict[str, Any]) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO specs VALUES (?,?,?,?)", (tenant, name, json.dumps(team), time.time()))
+
+    def get_spec(self, tenant: str, name: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT team FROM specs WHERE tenant=? AND name=?", (tenant, name)).fetchone()
+        return None if row is None else dict(json.loads(row["team"]))
+
+    def list_specs(self, tenant: str) -> list[tuple[str, dict[str, Any], float]]:
+        rows = self._conn().execute("SELECT name, team, updated_at FROM specs WHERE tenant=? ORDER BY name",
+                                    (tenant,)).fetchall()  # fmt: skip
+        return [(r["name"], json.loads(r["team"]), r["updated_at"]) for r in rows]
+
+    def run_for_key(self, tenant: str, key_hash: str) -> str | None:
+        row = self._conn().execute("SELECT run_id FROM run_keys WHERE tenant=? AND key_hash=?",
+                                   (tenant, key_hash)).fetchone()  # fmt: skip
+        return None if row is None else str(row["run_id"])
+
+    def bind_key(self, tenant: str, key_hash: str, run_id: str) -> str:
+        """Bind an idempotency key to a run; returns the run the key names (an earlier one if it was bound)."""
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO run_keys VALUES (?,?,?)", (tenant, key_hash, run_id))
+            row = c.execute("SELECT run_id FROM run_keys WHERE tenant=? AND key_hash=?", (tenant, key_hash)).fetchone()
+            return str(row["run_id"])
 
     # messages
     def messages(self, run_id: str) -> list[dict[str, Any]]:
@@ -225,6 +315,15 @@ class RunStore:
         with self._tx() as c:
             (n,) = c.execute("SELECT COUNT(*) FROM messages WHERE run_id=?", (run_id,)).fetchone()
             c.execute("INSERT INTO messages VALUES (?,?,?,?)", (run_id, n, agent, json.dumps(message)))
+            if message.get("role") == "assistant":
+                calls = [{"call_id": tc.get("id"), "tool": tc.get("function", {}).get("name"),
+                          "arguments": tc.get("function", {}).get("arguments")}
+                         for tc in message.get("tool_calls") or []]  # fmt: skip
+                self._event(c, run_id, "model_call", {"agent": agent, "content": message.get("content"),
+                                                      "tool_calls": calls})  # fmt: skip
+            elif message.get("role") != "tool":  # a tool's result is in its tool_call event
+                self._event(c, run_id, "message", {"agent": agent, "role": message.get("role"),
+                                                   "content": message.get("content")})  # fmt: skip
 
     # tool calls
     def get_call(self, run_id: str, call_id: str) -> CallRecord | None:
@@ -246,6 +345,7 @@ class RunStore:
                 (c.run_id, c.call_id, c.idempotency_key, c.step, c.agent, c.name, json.dumps(c.arguments), c.status,
                  c.verdict, json.dumps(c.reasons), c.result, c.started_at, c.finished_at),
             )  # fmt: skip
+            self._call_event(conn, c.run_id, c.call_id)
 
     def set_call_status(self, run_id: str, call_id: str, status: str, **fields: Any) -> None:
         assert status in CALL_STATUSES, status
@@ -257,6 +357,16 @@ class RunStore:
                 f"UPDATE tool_calls SET status=?{sets} WHERE run_id=? AND call_id=?",
                 [status, *fields.values(), run_id, call_id],
             )
+            self._call_event(c, run_id, call_id)
+
+    def _call_event(self, c: sqlite3.Connection, run_id: str, call_id: str) -> None:
+        row = c.execute("SELECT * FROM tool_calls WHERE run_id=? AND call_id=?", (run_id, call_id)).fetchone()
+        if row is None:
+            return
+        rec = _call(row)
+        data = {"call_id": rec.call_id, "agent": rec.agent, "tool": rec.name, "arguments": rec.arguments,
+                "status": rec.status, "verdict": rec.verdict, "reasons": rec.reasons, "result": rec.result}
+        self._event(c, run_id, "approval_request" if rec.status == "awaiting_approval" else "tool_call", data)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -45,7 +45,7 @@ class Toolbox:
                  plant: tuple[Path, ManufacturingConfig] | None = None) -> None:
         """`folder`: where stateful tool sets keep per-run state (one subfolder per tool set, e.g. the plant);
         `security`: the settings the sandbox tool set runs under (None = their defaults); `plant`: (home,
-        manufacturing settings) of the manufacturing tool set's plants (None: the plant resolves its own)."""
+        manufacturing settings) of the manufacturing tool set's plants (None: plants without settings)."""
         self.team = team
         self.config = config
         self.folder = folder
@@ -93,6 +93,8 @@ class Toolbox:
             return {**(options or {}), "security": self.security}
         if ref == "manufacturing" and self.plant is not None:
             return {**(options or {}), "home": self.plant[0], "config": self.plant[1]}
+        if ref == "memory":  # set last: a spec's options can never point memory at another tenant or agent
+            return {**(options or {}), "tenant": agent.tenant, "agent": agent.name}
         return options
 
     def facts(self, agent: AgentSpec, run_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ TOOLSETS: dict[str, str] = {
     "manufacturing": "blacksoil.agents.manufacturing:PlantToolset",
     "sandbox": "blacksoil.agents.sandboxed:SandboxToolset",
     "agentscore_env": "blacksoil.agentscore.runtime_tools:EnvToolset",
+    "memory": "blacksoil.agents.memory:MemoryToolset",
 }
 _TOOL_ATTR = "__blacksoil_tool__"
 _MAX_RESULT_CHARS = 4000

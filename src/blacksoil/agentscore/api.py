@@ -2,7 +2,8 @@
 
     from blacksoil.agentscore import api
     tasks = api.list_tasks("manufacturing", "train")       # never "test" for training
-    ep = api.run_task(api.make_agent("runtime", base_url=..., model=...), tasks[0])   # or "llm", the built-in loop
+    env = api.EnvSettings.from_settings(root_settings)   # the RUL model's home, manufacturing settings
+    ep = api.run_task(api.make_agent("runtime", base_url=..., model=...), tasks[0], settings=env)   # or "llm"
     ep.reward, ep.passed, ep.trajectory                    # 0..1, bool, dict of steps and answer
 """
 
@@ -16,6 +17,7 @@ from blacksoil.errors import ConfigError
 
 from .agents import Agent, NullAgent, OracleAgent
 from .config import AgentscoreConfig
+from .environments import EnvSettings
 from .rewards import RewardRecorder
 from .runner import Episode, run_episode, run_tasks
 from .tasks import SPLITS, SUITES, Task
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
     from blacksoil.agents.launcher import RuntimeSetup
 
 AGENTS = ("runtime", "llm", "oracle", "null")
-__all__ = ["AGENTS", "Episode", "RewardRecorder", "Task", "get_task", "list_tasks", "make_agent", "practice_tasks",
-           "run_task", "run_tasks", "splits", "suites", "training_tasks"]
+__all__ = ["AGENTS", "EnvSettings", "Episode", "RewardRecorder", "Task", "get_task", "list_tasks", "make_agent",
+           "practice_tasks", "run_task", "run_tasks", "splits", "suites", "training_tasks"]
 
 
 def suites() -> list[str]:
@@ -49,11 +51,12 @@ def training_tasks(suite: str) -> list[Task]:
     return _list_tasks(suite, "train")
 
 
-def practice_tasks(suite: str, per_template: int) -> list[Task]:
-    """Fresh train instances from the suite's own generator, none equal to a dev or test task (see practice.py)."""
+def practice_tasks(suite: str, per_template: int, *, settings: EnvSettings) -> list[Task]:
+    """Fresh train instances from the suite's own generator, none equal to a dev or test task (see practice.py);
+    `settings`: the environments' settings (the manufacturing generator predicts RULs with the plant's model)."""
     from .practice import practice_tasks as _practice
 
-    return _practice(suite, per_template)
+    return _practice(suite, per_template, settings)
 
 
 def get_task(suite: str, task_id: str) -> Task:
@@ -95,9 +98,11 @@ def make_agent(name: str, *, base_url: str | None = None, model: str | None = No
     return OpenAIToolAgent(base_url, model, api_key, step_budget=step_budget, config=config)
 
 
-def run_task(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None) -> Episode:
-    """Run one agent on one task in a fresh environment: Episode with reward (0..1), passed and trajectory.
+def run_task(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None, *,
+             settings: EnvSettings) -> Episode:
+    """Run one agent on one task in a fresh environment built with `settings` (EnvSettings.from_settings of the
+    root settings): Episode with reward (0..1), passed and trajectory.
 
     With `rewards` (RewardRecorder.from_config), the reward is also stored on the session the endpoint saw.
     """
-    return run_episode(agent, task, trial, rewards)
+    return run_episode(agent, task, trial, rewards, settings=settings)

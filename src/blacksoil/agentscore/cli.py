@@ -71,7 +71,8 @@ def score(
         rewards = api.RewardRecorder.from_config(s.home, s.experience, s.agentscore)
         with Progress() as bar:
             job = bar.add_task(f"{suite}/{split} {agent}", total=len(tasks) * k)
-            episodes = api.run_tasks(runner, tasks, k, on_episode=lambda _: bar.advance(job), rewards=rewards)
+            episodes = api.run_tasks(runner, tasks, k, on_episode=lambda _: bar.advance(job), rewards=rewards,
+                                     settings=api.EnvSettings.from_settings(s))
     summary = metrics.summarize(episodes, model_name or agent, s.agentscore)
     run: dict[str, Any] = {"agent": agent, "model": model_name, "endpoint": base_url, "suite": suite, "split": split,
                            "k": k, "summary": summary, "episodes": [e.to_dict() for e in episodes]}

@@ -57,6 +57,8 @@ class OpenAIToolAgent:
         import openai
 
         extra: dict[str, Any] = {"user": self.user} if self.user is not None else {}
+        if tools:
+            extra["parallel_tool_calls"] = self.config.parallel_tool_calls
         try:
             return self.client.chat.completions.create(
                 model=self.model, messages=messages, tools=tools,  # type: ignore[arg-type]

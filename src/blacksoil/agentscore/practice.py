@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 
 from .tasks import Task, list_tasks, parse_suite
 
@@ -21,34 +22,36 @@ from .tasks import Task, list_tasks, parse_suite
 PRACTICE_OFFSET = 1000
 
 
-def _manufacturing(n: int) -> tuple[str, list[dict[str, Any]]]:
+def _manufacturing(n: int, settings: EnvSettings) -> tuple[str, list[dict[str, Any]]]:
     from blacksoil.factories.manufacturing.tasks.generate import manufacturing_tasks
 
-    return "manufacturing", manufacturing_tasks(n, first_seed=PRACTICE_OFFSET, seeds=60 * n,
+    return "manufacturing", manufacturing_tasks(settings, n, first_seed=PRACTICE_OFFSET, seeds=60 * n,
                                                 split=lambda i: "train", id_prefix="practice-mfg")
 
 
-def _tools_basic(n: int) -> tuple[str, list[dict[str, Any]]]:
+def _tools_basic(n: int, settings: EnvSettings) -> tuple[str, list[dict[str, Any]]]:
     from .suites.generate import tools_basic_tasks
 
     return "tools-basic", tools_basic_tasks(n, first_index=PRACTICE_OFFSET, split=lambda i: "train",
                                             id_prefix="practice-tb")
 
 
-GENERATORS: dict[str, Callable[[int], tuple[str, list[dict[str, Any]]]]] = {
+# Every generator takes the settings (the manufacturing one predicts RULs with the plant's model).
+GENERATORS: dict[str, Callable[[int, EnvSettings], tuple[str, list[dict[str, Any]]]]] = {
     "manufacturing": _manufacturing,
     "tools-basic": _tools_basic,
 }
 
 
-def practice_tasks(suite: str, per_template: int) -> list[Task]:
-    """`per_template` fresh train instances of every template of `suite`, none equal to a dev or test task."""
+def practice_tasks(suite: str, per_template: int, settings: EnvSettings) -> list[Task]:
+    """`per_template` fresh train instances of every template of `suite`, none equal to a dev or test task;
+    generated with `settings` (the environments' settings)."""
     if suite not in GENERATORS:
         raise ConfigError(f"suite {suite!r} has no task generator for practice tasks; use one of "
                           f"{', '.join(GENERATORS)} (or learn from its train split only)")
     if per_template < 1:
         raise ConfigError(f"per_template={per_template} must be at least 1")
-    domain, raw = GENERATORS[suite](per_template)
+    domain, raw = GENERATORS[suite](per_template, settings)
     held_out = {_key(t.instruction, t.initial.model_dump()) for split in ("dev", "test")
                 for t in list_tasks(suite, split)}
     kept = [t for t in raw if _key(t["instruction"], t["initial"]) not in held_out]

@@ -14,7 +14,7 @@ from blacksoil.errors import BlacksoilError, ConfigError
 
 from .agents import Agent, ToolBox, Trajectory
 from .checkers import check
-from .environments import env_for
+from .environments import EnvSettings, env_for
 from .rewards import RewardRecorder
 from .tasks import Task
 
@@ -72,12 +72,13 @@ def cpu_seconds() -> float:
     return total
 
 
-def run_episode(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None) -> Episode:
-    """Build the task's environment, let the agent act, check the final state and answer.
+def run_episode(agent: Agent, task: Task, trial: int = 0, rewards: RewardRecorder | None = None, *,
+                settings: EnvSettings) -> Episode:
+    """Build the task's environment (with `settings`), let the agent act, check the final state and answer.
 
     With `rewards`, the checker's reward is stored on the session the endpoint saw (see rewards.py).
     """
-    env = env_for(task)
+    env = env_for(task, settings)
     initial = env.snapshot()
     traj = Trajectory()
     box = ToolBox(env, task.tools, traj)
@@ -122,8 +123,9 @@ def _record_reward(rewards: RewardRecorder | None, task: Task, trial: int, traj:
 
 def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
               on_episode: Callable[[Episode], None] | None = None, concurrency: int = 1,
-              rewards: RewardRecorder | None = None) -> list[Episode]:
-    """Run every task k times (trials in task order); `on_episode` drives progress bars.
+              rewards: RewardRecorder | None = None, *, settings: EnvSettings) -> list[Episode]:
+    """Run every task k times (trials in task order) in environments built with `settings`; `on_episode` drives
+    progress bars.
 
     With `concurrency` > 1 that many episodes run at once (each has its own environment; the agent must be
     stateless across runs, as the model agents are), so an engine with several slots batches their decoding.
@@ -134,7 +136,7 @@ def run_tasks(agent: Agent, tasks: Sequence[Task], k: int = 1,
     jobs = [(task, trial) for task in tasks for trial in range(k)]
 
     def one(job: tuple[Task, int]) -> Episode:
-        ep = run_episode(agent, *job, rewards=rewards)
+        ep = run_episode(agent, *job, rewards=rewards, settings=settings)
         if on_episode:
             on_episode(ep)
         return ep

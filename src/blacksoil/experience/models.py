@@ -94,3 +94,37 @@ class Reward(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("tenant_id", "dedup_key", name="uq_rewards_tenant_dedup"),)
+
+
+class ReplayItem(Base):
+    """One trajectory in the persistent prioritized replay: a rewarded session of an opted-in tenant.
+
+    The index and its priorities live here so a restarted learner samples from where it left off; the sum tree
+    in memory is rebuilt from these rows.
+    """
+
+    __tablename__ = "replay_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(128), ForeignKey("tenants.id"))
+    session_id: Mapped[str] = mapped_column(String(256))
+    task_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    reward: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(32))
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    policy_version: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[float] = mapped_column(Float)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_reward_id: Mapped[int] = mapped_column(Integer)
+    last_reward_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+    sampled: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("tenant_id", "session_id", name="uq_replay_tenant_session"),)
+
+
+class ReplayCursor(Base):
+    """How far the replay index has read each tenant's rewards (the highest reward id seen)."""
+
+    __tablename__ = "replay_cursors"
+    tenant_id: Mapped[str] = mapped_column(String(128), ForeignKey("tenants.id"), primary_key=True)
+    last_reward_id: Mapped[int] = mapped_column(Integer, default=0)

@@ -23,14 +23,16 @@ from sqlalchemy import delete, func, select
 
 from blacksoil.contracts import TENANT_ID_MAX
 from blacksoil.errors import ConfigError, NotFoundError
-from blacksoil.experience.models import ModelCall, Reward, Task, Tenant, ToolStep
+from blacksoil.experience.models import ModelCall, ReplayCursor, ReplayItem, Reward, Task, Tenant, ToolStep
 from blacksoil.experience.models import Session as SessionRow
 
 if TYPE_CHECKING:
     from blacksoil.experience.store import ExperienceStore
 
-RewardSource = Literal["agentscore", "feedback", "tool_error"]
-REWARD_SOURCES = ("agentscore", "feedback", "tool_error")
+RewardSource = Literal["agentscore", "demonstration", "feedback", "tool_error"]
+REWARD_SOURCES = ("agentscore", "demonstration", "feedback", "tool_error")
+"""agentscore: a task checker's verdict; demonstration: a scripted (oracle) or uploaded solution, also checked;
+feedback: a user's rating (`POST /v1/feedback`); tool_error: a failed tool step (-1, written by the store)."""
 SPLITS = ("train", "val", "test")
 
 
@@ -126,6 +128,13 @@ class TenantStore:
         with self.store.session() as s:
             return [_reward_dict(r) for r in s.scalars(q)]
 
+    def rewards_after(self, last_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """This tenant's rewards with an id above `last_id`, oldest first (how replay reads new ones)."""
+        q = (select(Reward).where(Reward.tenant_id == self.tenant_id, Reward.id > last_id)
+             .order_by(Reward.id).limit(limit))
+        with self.store.session() as s:
+            return [_reward_dict(r) for r in s.scalars(q)]
+
     def add_reward(self, value: float, source: str, *, session_id: str | None = None, call_id: str | None = None,
                    detail: dict[str, Any] | None = None, dedup_key: str | None = None) -> bool:
         """Record a reward on one of this tenant's sessions or calls; False when dedup_key was seen."""
@@ -181,8 +190,9 @@ class TenantStore:
         """Delete every row of this tenant (right to erasure); returns rows deleted per table."""
         out: dict[str, int] = {}
         with self.store.session() as s:
-            for name, table in (("rewards", Reward), ("model_calls", ModelCall), ("tool_steps", ToolStep),
-                                ("sessions", SessionRow), ("tasks", Task)):
+            for name, table in (("replay_items", ReplayItem), ("replay_cursors", ReplayCursor), ("rewards", Reward),
+                                ("model_calls", ModelCall), ("tool_steps", ToolStep), ("sessions", SessionRow),
+                                ("tasks", Task)):
                 res = s.execute(delete(table).where(table.tenant_id == self.tenant_id))
                 out[name] = int(res.rowcount or 0)  # type: ignore[attr-defined]
             s.execute(delete(Tenant).where(Tenant.id == self.tenant_id))

@@ -43,8 +43,13 @@ class AdapterStore:
         self.status_log = self.root / "status.jsonl"
 
     def publish(self, peft_dir: Path, info: BaseModelInfo, *, parent: str | None = None,
-                metrics: dict[str, float] | None = None, scale: float = 1.0) -> AdapterVersion:
-        """Copy the peft folder, convert it to GGUF and record a new candidate version (v1, v2, …)."""
+                metrics: dict[str, float] | None = None, scale: float = 1.0,
+                provenance: dict[str, Any] | None = None) -> AdapterVersion:
+        """Copy the peft folder, convert it to GGUF and record a new candidate version (v1, v2, …).
+
+        `provenance` (which tenants' data, which replay items and reward range trained it) is kept beside the
+        manifest as provenance.json, read back by `provenance(version)`.
+        """
         read_peft(peft_dir)  # fail early on a damaged folder
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".publishing-{os.getpid()}-{time.monotonic_ns()}"
@@ -65,9 +70,17 @@ class AdapterStore:
         manifest["sha256"] = {"adapter.gguf": _sha256(final / "adapter.gguf"),
                               "adapter_model.safetensors": _sha256(final / "peft" / "adapter_model.safetensors")}
         (final / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        for f in [final / "adapter.gguf", final / "manifest.json", *(final / "peft").iterdir()]:
+        (final / "provenance.json").write_text(json.dumps(provenance or {}, indent=2, default=str))
+        for f in [final / "adapter.gguf", final / "manifest.json", final / "provenance.json",
+                  *(final / "peft").iterdir()]:
             f.chmod(0o444)
         return av
+
+    def provenance(self, version: str) -> dict[str, Any]:
+        """What trained `version` (empty for versions published before provenance was recorded)."""
+        self.get(version)  # NotFoundError naming the known versions
+        path = self.root / version / "provenance.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def _next_number(self) -> int:
         nums = [int(p.name[1:]) for p in self.root.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit()]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, field_validator
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from blacksoil.configbase import ComponentConfig, Fraction
 
@@ -31,8 +31,16 @@ class LearningConfig(ComponentConfig):
     """LoRA only on the top this many decoder layers (0 = all); fewer layers = a shorter backward pass."""
     learning_rate: PositiveFloat = 1e-3
     """AdamW learning rate (per step)."""
+    train_tenants: tuple[str, ...] = ()
+    """Tenants whose stored experience may train this model (opt-in); the learner's own practice tenant (the one
+    its agents.api_key maps to) always counts. Nobody else's data is read."""
     objective: Literal["sft", "grpo"] = "sft"
-    """Training objective: rejection-sampling fine-tuning (sft) or group-advantage weighted (grpo)."""
+    """Training objective: rejection-sampling fine-tuning (sft) or GRPO (clipped policy gradient with group
+    advantages, the engine's log-probabilities as behaviour policy and a KL penalty to the base model)."""
+    clip_eps: PositiveFloat = 0.2
+    """GRPO: the policy ratio is clipped to [1 - clip_eps, 1 + clip_eps] (dimensionless)."""
+    kl_coef: NonNegativeFloat = 0.05
+    """GRPO: weight of the KL penalty to the base model (0 = none; dimensionless)."""
     batch_size: PositiveInt = 8
     """Samples per optimizer step (summed over DDP ranks)."""
     max_seq_len: PositiveInt = 1024
@@ -46,6 +54,8 @@ class LearningConfig(ComponentConfig):
     """How many checkpoints to keep on disk (older ones are deleted)."""
     torch_threads: PositiveInt = 1
     """torch intra-op threads of the trainer (cores are split with serving, not shared)."""
+    comm_hook: Literal["none", "fp16", "powersgd", "priority"] = "none"
+    """Gradient all-reduce of multi-rank gangs (Ray backend): exact, fp16, PowerSGD or priority sampling."""
     seed: int = 0
     """Seed of data order and LoRA initialisation."""
     gate_margin: Fraction = 0.0

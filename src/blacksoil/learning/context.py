@@ -7,6 +7,7 @@ from outside its own `LearningConfig` is named here, and the composition root or
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,6 +15,8 @@ from typing import Any, Protocol
 from blacksoil.agents.config import AgentsConfig
 from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.experience.config import ExperienceConfig
+from blacksoil.factories.env_settings import EnvSettings
+from blacksoil.factories.manufacturing.config import ManufacturingConfig
 from blacksoil.learning.config import LearningConfig
 from blacksoil.serving.config import ServingConfig
 
@@ -44,6 +47,13 @@ class RootSettings(Protocol):
     @property
     def agents(self) -> AgentsConfig: ...
 
+    @property
+    def manufacturing(self) -> ManufacturingConfig: ...
+
+    @property
+    def platform(self) -> Any:
+        """The platform section: its `api_keys` map a key to the tenant it acts for."""
+
 
 @dataclass(frozen=True)
 class LearnerContext:
@@ -64,15 +74,24 @@ class LearnerContext:
     root: Any = None
     """The root settings object, handed unchanged to serving.launch.gateway when the learner starts a gateway
     (required before the learner starts one)."""
+    manufacturing: ManufacturingConfig = field(default_factory=ManufacturingConfig)
+    """The plant's RUL model and the job-shop solver in the environments the learner collects and scores in."""
+    tenant: str = "default"
+    """The tenant the learner's own practice counts for (the one `api_key` maps to); its data always trains."""
+
+    @property
+    def env(self) -> EnvSettings:
+        """The settings of the AgentScore environments this learner runs tasks in."""
+        return EnvSettings(self.home, self.manufacturing)
 
     @classmethod
     def from_settings(cls, s: RootSettings) -> LearnerContext:
         """The context of the root settings `s` (the CLI's or the composition root's)."""
         return cls(home=s.home, learning=s.learning, serving=s.serving, agentscore=s.agentscore,
-                   experience=s.experience, api_key=s.agents.api_key, root=s)
+                   experience=s.experience, api_key=s.agents.api_key, root=s, manufacturing=s.manufacturing,
+                   tenant=s.platform.api_keys.get(s.agents.api_key, "default"))
 
     def with_learning(self, **changes: Any) -> LearnerContext:
         """A copy whose LearningConfig has `changes` (validated)."""
         cfg = LearningConfig.model_validate(self.learning.model_dump() | changes)
-        return LearnerContext(self.home, cfg, self.serving, self.agentscore, self.experience, self.api_key,
-                              self.root)
+        return dataclasses.replace(self, learning=cfg)

@@ -14,6 +14,7 @@ from typing import Any
 
 from blacksoil.contracts import ExperienceEvent
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.learning.collect import Attempt
 
 _END = "<|im_end|>"
@@ -24,8 +25,9 @@ def _completion_ids(tokenizer: Any, payload: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(i) for i in ids)
 
 
-def oracle_attempt(tokenizer: Any, task: Any) -> Attempt:
-    """The oracle's solution of one train task as an Attempt whose calls carry completion token ids."""
+def oracle_attempt(tokenizer: Any, task: Any, settings: EnvSettings) -> Attempt:
+    """The oracle's solution of one train task (in an environment built with `settings`) as an Attempt whose calls
+    carry completion token ids."""
     from blacksoil.agentscore.agents import OracleAgent, ToolBox, Trajectory
     from blacksoil.agentscore.checkers import check
     from blacksoil.agentscore.environments import env_for
@@ -33,7 +35,7 @@ def oracle_attempt(tokenizer: Any, task: Any) -> Attempt:
 
     if task.split != "train":
         raise ConfigError(f"demonstrations come from train tasks only; {task.id} is in {task.split!r}")
-    env = env_for(task)
+    env = env_for(task, settings)
     traj = Trajectory()
     box = ToolBox(env, task.tools, traj)
     OracleAgent().run(task, env, box)
@@ -46,27 +48,33 @@ def oracle_attempt(tokenizer: Any, task: Any) -> Attempt:
     for i, step in enumerate(traj.steps):
         if step.kind == "tool":
             payload = {"name": step.name, "arguments": step.args}
-            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, payload), task))
             cid = f"call_demo{i}"
+            said = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": cid, "type": "function", "function": {"name": step.name, "arguments": json.dumps(step.args)}}]}
+            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, payload), task, said))
             messages = [*messages,
                         {"role": "assistant", "content": "", "tool_calls": [
                             {"id": cid, "type": "function",
                              "function": {"name": step.name, "arguments": json.dumps(step.args)}}]},
                         {"role": "tool", "tool_call_id": cid, "content": to_json(step.result)}]
         elif step.kind == "answer":
-            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, {"answer": str(step.result)}), task))
+            calls.append(_event(sid, messages, tools, _completion_ids(tokenizer, {"answer": str(step.result)}), task,
+                                {"role": "assistant", "content": str(step.result)}))
     return Attempt(task.id, task.suite, 0, sid, float(verdict.reward), bool(verdict.passed), None, calls,
                    demonstration=True)
 
 
 def _event(sid: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], ids: tuple[int, ...],
-           task: Any) -> ExperienceEvent:
+           task: Any, response: dict[str, Any]) -> ExperienceEvent:
     return ExperienceEvent(kind="model_call", session_id=sid, messages=list(messages), tools=tools,
-                           completion_token_ids=list(ids), metadata={"task_id": task.id, "source": "oracle"})
+                           response=response, completion_token_ids=list(ids),
+                           # One call per turn, as the model agent asks (agentscore.parallel_tool_calls = false): the
+                           # learner renders the prompt the engine saw for such a request.
+                           metadata={"task_id": task.id, "source": "oracle", "parallel_tool_calls": False})
 
 
 def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int | None = None,
-                   practice_per_template: int = 0) -> list[Attempt]:
+                   practice_per_template: int = 0, *, settings: EnvSettings) -> list[Attempt]:
     """Oracle attempts for the train tasks of `suites` (only those the checker passes), plus
     `practice_per_template` fresh train instances per template from the suite's generator (never a dev/test task).
     """
@@ -77,9 +85,9 @@ def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int |
         tasks = api.list_tasks(suite, "train")
         tasks = tasks[:tasks_per_suite] if tasks_per_suite else tasks
         if practice_per_template:
-            tasks = [*tasks, *api.practice_tasks(suite, practice_per_template)]
+            tasks = [*tasks, *api.practice_tasks(suite, practice_per_template, settings=settings)]
         for task in tasks:
-            a = oracle_attempt(tokenizer, task)
+            a = oracle_attempt(tokenizer, task, settings)
             if a.passed:
                 out.append(a)
     return out

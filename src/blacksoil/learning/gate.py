@@ -14,6 +14,7 @@ from typing import Any
 from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.contracts import AdapterVersion, RunningGateway
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.serving.config import ServingConfig
 
 EpisodeCallback = Callable[[Any], None]
@@ -91,13 +92,15 @@ class EvalGate:
 
     def __init__(self, suites: Sequence[str], *, tasks_per_suite: int | None, margin: float, tolerance: float,
                  split: str = "dev", serving_cfg: ServingConfig | None = None, concurrency: int = 1,
-                 agent_config: AgentscoreConfig | None = None, api_key: str | None = None, root: Any = None) -> None:
+                 agent_config: AgentscoreConfig | None = None, api_key: str | None = None, root: Any = None,
+                 settings: EnvSettings) -> None:
         """`serving_cfg`: the scoring gateways' engines; `agent_config` and `api_key`: the scoring agent's limits and
-        key; `root`: the root settings handed to serving.launch.gateway (required before the learner starts one)."""
+        key; `root`: the root settings handed to serving.launch.gateway (required before the learner starts one);
+        `settings`: the settings of the environments the tasks run in."""
         if split == "test":
             raise ConfigError("the eval gate never scores the test split (it is held out from learning); use dev")
         self.suites, self.split, self.serving_cfg = list(suites), split, serving_cfg
-        self.agent_config, self.api_key, self.root = agent_config, api_key, root
+        self.agent_config, self.api_key, self.root, self.settings = agent_config, api_key, root, settings
         self.concurrency = concurrency
         self.tasks_per_suite, self.margin, self.tolerance = tasks_per_suite, margin, tolerance
 
@@ -118,7 +121,7 @@ class EvalGate:
                                    api_key=self.api_key)
             for suite in self.suites:
                 eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode,
-                                    concurrency=self.concurrency)
+                                    concurrency=self.concurrency, settings=self.settings)
                 out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps), sum(e.reward for e in eps))
         return out
 

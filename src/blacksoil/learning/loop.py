@@ -6,11 +6,13 @@ The test split is only ever scored, never collected from or trained on; the gate
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from blacksoil.benchlog import Destination
 from blacksoil.contracts import AdapterVersion, RunningGateway
 from blacksoil.errors import BlacksoilError
+from blacksoil.experience.sink import StoreSink
+from blacksoil.experience.store import ExperienceStore
 from blacksoil.learning.api import rounds_file
-from blacksoil.learning.collect import Attempt, CaptureSink, collect
+from blacksoil.learning.collect import Attempt, collect
 from blacksoil.learning.context import LearnerContext
 from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall
+from blacksoil.learning.samples import TrainSample
 from blacksoil.serving.config import ServingConfig
 
 __all__ = ["Learner", "LoopOptions", "RoundResult", "all_cores", "log_round", "run_background", "run_demo",
@@ -70,6 +75,9 @@ class RoundResult:
     served: str
     dev: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    sources: dict[str, int] = field(default_factory=dict)
+    """Training samples by reward source: the model's own rewarded attempts (agentscore), user ratings
+    (feedback) and demonstrations."""
 
 
 def _progress() -> Progress:
@@ -84,12 +92,15 @@ class Learner:
     different settings can run in one process.
     """
 
-    def __init__(self, gw: RunningGateway, sink: CaptureSink, opts: LoopOptions, ctx: LearnerContext) -> None:
+    def __init__(self, gw: RunningGateway, store: ExperienceStore, opts: LoopOptions, ctx: LearnerContext) -> None:
+        from blacksoil.agentscore.rewards import RewardRecorder
+        from blacksoil.experience.replay_index import ReplayIndex
         from blacksoil.learning.adapters import AdapterStore
         from blacksoil.learning.basemodel import ensure_hf_copy, load_tokenizer
+        from blacksoil.learning.source import StoreExperience
         from blacksoil.learning.swap import HotSwapper
 
-        self.ctx, self.cfg, self.home, self.gw, self.sink, self.opts = ctx, ctx.learning, ctx.home, gw, sink, opts
+        self.ctx, self.cfg, self.home, self.gw, self.opts = ctx, ctx.learning, ctx.home, gw, opts
         if opts.exclusive_cores:
             self.cfg = self.cfg.model_copy(update={"torch_threads": all_cores()})
         with console.status("preparing the fp32 base model (first run dequantizes the GGUF once)"):
@@ -100,7 +111,7 @@ class Learner:
                              margin=self.cfg.gate_margin, tolerance=self.cfg.gate_tolerance,
                              serving_cfg=serving_config(opts.exclusive_cores, ctx.serving),
                              concurrency=opts.concurrency,
-                             agent_config=ctx.agentscore, api_key=ctx.api_key, root=ctx.root)
+                             agent_config=ctx.agentscore, api_key=ctx.api_key, root=ctx.root, settings=ctx.env)
         self.swapper = HotSwapper(gw, api_key=ctx.api_key, canary=self.cfg.swap_canary_fraction > 0,
                                   canary_requests=self.cfg.swap_canary_requests,
                                   max_error_rate=self.cfg.swap_max_error_rate)
@@ -108,7 +119,13 @@ class Learner:
         served = {i.adapter_version for i in gw.pool.info() if i.status == "ready"} - {"base"}
         self.served: AdapterVersion | None = self.store.get(served.pop()) if len(served) == 1 else None
         self.baseline: dict[str, SuiteScore] | None = None
-        self.experience: list[Attempt] = []
+        # The gateway's sink stores every call (anonymized); checkers' rewards join them there; replay reads both.
+        self.rewards = RewardRecorder(ctx.home, ctx.experience, ctx.tenant)
+        self.experience = StoreExperience(store, ReplayIndex(store, ctx.experience, seed=self.cfg.seed),
+                                          self.cfg.train_tenants, ctx.tenant, self.tokenizer, self.cfg.max_seq_len)
+        self.provenance: dict[str, Any] = {}
+        self.last_batch: list[TrainSample] = []
+        """The samples the last round trained on (anonymized rows only; kept for inspection and tests)."""
         self.initial_dev: float = 0.0
         self.started = int(time.time())
         # Two learners started in the same second must not share (and resume from) each other's run folder.
@@ -116,19 +133,22 @@ class Learner:
         if opts.demos:
             from blacksoil.learning.demos import demonstrations
 
-            with console.status("replaying oracle demonstrations of train and practice tasks"):
-                self.experience += demonstrations(self.tokenizer, opts.suites, practice_per_template=opts.practice)
+            with console.status("storing oracle demonstrations of train and practice tasks"):
+                self.experience.add_demonstrations(demonstrations(self.tokenizer, opts.suites,
+                                                                  practice_per_template=opts.practice,
+                                                                  settings=ctx.env))
 
     def run_round(self, number: int) -> RoundResult:
         """One full round; the gate decides whether the candidate is swapped in."""
         t0 = time.monotonic()
         attempts = self._collect()
-        self.experience += attempts
+        self.experience.sync()
         samples, loss, steps = self._train(number)
         if not samples:
             return self._skip(number, attempts, t0)
         candidate = self.store.publish(self.run_dir(number) / "adapter", self.info,
-                                       parent=self.served.version if self.served else None)
+                                       parent=self.served.version if self.served else None,
+                                       provenance=self.provenance)
         decision = self._gate(candidate)
         if decision.promote:
             self.store.set_status(candidate.version, "promoted", decision.metrics())
@@ -141,7 +161,8 @@ class Learner:
         dev = self._served_dev()
         result = RoundResult(number, len(attempts), sum(a.passed for a in attempts), samples, steps, loss,
                              candidate.version, decision.reason, decision.promote,
-                             self.served.version if self.served else "base", dev, time.monotonic() - t0)
+                             self.served.version if self.served else "base", dev, time.monotonic() - t0,
+                             dict(self.provenance.get("samples_by_source", {})))
         log_round(self.home, result)
         return result
 
@@ -170,32 +191,36 @@ class Learner:
         total = sum(min(len(api.list_tasks(s, "train")), self.opts.tasks_per_suite) for s in self.opts.suites)
         with _progress() as p:
             bar = p.add_task("collecting attempts (train split, via the gateway)", total=total * self.opts.attempts)
-            return collect(self.gw, self.sink, self.opts.suites, attempts=self.opts.attempts,
+            return collect(self.gw, self.rewards, self.opts.suites, attempts=self.opts.attempts,
                            temperature=self.opts.temperature, tasks_per_suite=self.opts.tasks_per_suite,
                            adapter_version=self.served.version if self.served else None,
                            on_attempt=lambda a: p.advance(bar), concurrency=self.opts.concurrency,
-                           config=self.ctx.agentscore, api_key=self.ctx.api_key)
+                           config=self.ctx.agentscore, api_key=self.ctx.api_key, settings=self.ctx.env)
 
     def _train(self, number: int) -> tuple[int, float, int]:
+        """Draw from the store's replay, train, and feed each trained item's loss back as its priority."""
+        from blacksoil.errors import NotFoundError
         from blacksoil.experience.replay import policy_version_number
-        from blacksoil.learning.dataset import replay_samples
         from blacksoil.learning.trainer import LoraTrainer
 
         steps = self.opts.steps or self.cfg.steps_per_round
-        samples, _ = replay_samples(self.tokenizer, self.experience, draws=max(8, steps * self.cfg.batch_size),
-                                    objective=self.cfg.objective,
-                                    policy_version=policy_version_number(self.served.version if self.served else None),
-                                    seed=self.cfg.seed + number, max_len=self.cfg.max_seq_len,
-                                    replay_config=self.ctx.experience)
-        if not samples:
+        try:
+            drawn = self.experience.draw(max(8, steps * self.cfg.batch_size), self.cfg.objective,
+                                         policy_version_number(self.served.version if self.served else None))
+        except NotFoundError:  # nothing rewarded yet
+            return 0, 0.0, 0
+        if not drawn.samples:
             return 0, 0.0, 0
         init = self.served.safetensors_dir if self.served else None
         trainer = LoraTrainer(self.info, self.cfg, self.run_dir(number) / "train", init_adapter=init)
         with _progress() as p:
-            bar = p.add_task(f"training LoRA ({len(samples)} samples)", total=steps)
-            res = trainer.train(samples, steps, on_step=lambda s, st: p.update(bar, completed=s))
+            bar = p.add_task(f"training LoRA ({len(drawn.samples)} samples from the store)", total=steps)
+            res = trainer.train(drawn.samples, steps, on_step=lambda s, st: p.update(bar, completed=s))
         trainer.save_adapter(self.run_dir(number) / "adapter")
-        return len(samples), (res.losses[-1] if res.losses else 0.0), res.steps
+        self.experience.update_priorities(res.trajectory_nll, drawn)
+        self.last_batch = drawn.samples
+        self.provenance = {**drawn.provenance(), "objective": self.cfg.objective, "steps": res.steps}
+        return len(drawn.samples), (res.losses[-1] if res.losses else 0.0), res.steps
 
     def _gate(self, candidate: AdapterVersion) -> GateDecision:
         n = sum(len(self.gate.tasks(s)) for s in self.gate.suites)
@@ -228,10 +253,10 @@ def log_round(home: Path, result: RoundResult) -> None:
         os.fsync(f.fileno())
 
 
-def run_background(gw: RunningGateway, sink: CaptureSink, interval_s: float, stop: threading.Event,
+def run_background(gw: RunningGateway, store: ExperienceStore, interval_s: float, stop: threading.Event,
                    ctx: LearnerContext, opts: LoopOptions | None = None) -> None:
     """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`."""
-    learner = Learner(gw, sink, opts or LoopOptions(), ctx)
+    learner = Learner(gw, store, opts or LoopOptions(), ctx)
     number = 0
     while not stop.is_set():
         number += 1
@@ -247,14 +272,24 @@ def run_learning(rounds: int, opts: LoopOptions, ctx: LearnerContext) -> list[Ro
     """`blacksoil learn --rounds N` on a gateway of its own."""
     from blacksoil.serving.launch import gateway
 
-    sink = CaptureSink()
-    with gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
-        learner = Learner(gw, sink, opts, ctx)
+    with _store_sink(ctx) as sink, \
+            gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
+        learner = Learner(gw, sink.store, opts, ctx)
         return [learner.run_round(r) for r in range(1, rounds + 1)]
 
 
+@contextlib.contextmanager
+def _store_sink(ctx: LearnerContext) -> Iterator[StoreSink]:
+    """The experience store as the gateway's sink: practice goes through the same path as outside traffic."""
+    sink = StoreSink(ExperienceStore.from_settings(ctx.home, ctx.experience))
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
 def score_test(gw: RunningGateway, suites: tuple[str, ...], test_tasks: int | None, label: str,
-               concurrency: int = 1, ctx: LearnerContext | None = None) -> dict[str, SuiteScore]:
+               concurrency: int, ctx: LearnerContext) -> dict[str, SuiteScore]:
     """Completion on the TEST split through the live gateway (scoring only, never learning)."""
     from blacksoil.agentscore import api
 
@@ -264,9 +299,9 @@ def score_test(gw: RunningGateway, suites: tuple[str, ...], test_tasks: int | No
             tasks = api.list_tasks(suite, "test")[:test_tasks] if test_tasks else api.list_tasks(suite, "test")
             bar = p.add_task(f"{label}: {suite} test split", total=len(tasks))
             agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model,
-                                   config=ctx.agentscore if ctx else None, api_key=ctx.api_key if ctx else None)
+                                   config=ctx.agentscore, api_key=ctx.api_key)
             eps = api.run_tasks(agent, tasks, on_episode=lambda e, b=bar: p.advance(b),  # type: ignore[misc]
-                                concurrency=concurrency)
+                                concurrency=concurrency, settings=ctx.env)
             out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
     return out
 
@@ -282,11 +317,11 @@ def run_demo(rounds: int, opts: LoopOptions, ctx: LearnerContext, *, dest: Desti
     from blacksoil.serving.launch import gateway
 
     t0 = time.monotonic()
-    sink = CaptureSink()
     scored = (*opts.suites, *opts.held_out)
-    with gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
+    with _store_sink(ctx) as sink, \
+            gateway(ctx.root, sink=sink, serving=serving_config(opts.exclusive_cores, ctx.serving)) as gw:
         before = score_test(gw, scored, test_tasks, "baseline", opts.concurrency, ctx)
-        learner = Learner(gw, sink, opts, ctx)
+        learner = Learner(gw, sink.store, opts, ctx)
         results = [learner.run_round(r) for r in range(1, rounds + 1)]
         after = score_test(gw, scored, test_tasks, f"after {rounds} rounds", opts.concurrency, ctx)
         served = learner.served.version if learner.served else "base"
@@ -306,16 +341,26 @@ def run_demo(rounds: int, opts: LoopOptions, ctx: LearnerContext, *, dest: Desti
                            for s in opts.held_out},
               "per_round": [{"round": r.round, "candidate": r.candidate, "promoted": r.promoted, "served": r.served,
                              "dev_overall": round(r.dev.get("overall", 0.0), 4), "loss": round(r.loss, 4),
-                             "samples": r.samples, "steps": r.steps, "seconds": round(r.seconds, 1)}
+                             "samples": r.samples, "samples_by_source": r.sources, "steps": r.steps,
+                             "seconds": round(r.seconds, 1)}
                             for r in results]}
     benchlog.report("Closed-loop learning demo (test split before/after)",
                     ["suite", "before", "after", "gain (pp)"], rows, result,
                     notes="Baseline and final scores on the TEST splits (never trained on); rounds learn from "
                           "train-split attempts plus oracle demonstrations of train and practice tasks (fresh "
-                          "instances of the train templates, never a dev/test task) and are gated on dev, "
-                          "held-out suites included.",
+                          "instances of the train templates, never a dev/test task), all read back from the "
+                          "experience store, and are gated on dev, held-out suites included. Samples by source "
+                          f"(own rewarded attempts / demonstrations): {_sources(results)}.",
                     images=[image], dest=dest)
     return result
+
+
+def _sources(results: list[RoundResult]) -> str:
+    total: dict[str, int] = {}
+    for r in results:
+        for k, v in r.sources.items():
+            total[k] = total.get(k, 0) + v
+    return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) or "none"
 
 
 def _plot(before: dict[str, SuiteScore], after: dict[str, SuiteScore], results: list[RoundResult],

@@ -1,6 +1,10 @@
-"""Training objectives over a collated batch: one coefficient-weighted log-likelihood covers both.
+"""Training objectives over a collated batch.
 
-SFT (rejection sampling): coefficient = importance weight. GRPO-style: coefficient = weight × group advantage.
+- SFT (rejection sampling, `weighted_loss`): coefficient-weighted log-likelihood, coefficient = importance weight.
+- GRPO (`clipped_policy_loss`): PPO's clipped surrogate on each completion token, with the ratio of the current to
+  the behaviour policy (the engine's stored log-probabilities), the group-relative advantage times the replay
+  importance weight, and a KL penalty to the base model, which is the same network with the adapter switched off
+  (no second copy of the weights).
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ def sequence_nll(model: Any, batch: dict[str, Any]) -> Any:
 
 
 def _packed_nll(model: Any, batch: dict[str, Any]) -> Any:
+    tok_nll, own, _ = token_nll(model, batch)
+    return per_sample_mean(tok_nll, own, batch["coef"].numel())
+
+
+def token_nll(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """NLL of every learned token of a packed batch: (nll [T], owning sample [T], flat index into [rows, width])."""
     import torch
     import torch.nn.functional as F
 
@@ -45,14 +55,57 @@ def _packed_nll(model: Any, batch: dict[str, Any]) -> Any:
     tok_nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch["labels"][:, keep].reshape(-1),
                               reduction="none")
     sel = own.reshape(-1) >= 0
-    n = batch["coef"].numel()
-    total = torch.zeros(n, dtype=tok_nll.dtype).index_add(0, own.reshape(-1)[sel], tok_nll[sel])
-    count = torch.zeros(n, dtype=tok_nll.dtype).index_add(0, own.reshape(-1)[sel], torch.ones_like(tok_nll[sel]))
+    width = owner.size(1)
+    flat = (torch.arange(owner.size(0)).unsqueeze(1) * width + keep.unsqueeze(0)).reshape(-1)
+    return tok_nll[sel], own.reshape(-1)[sel], flat[sel]
+
+
+def per_sample_mean(values: Any, own: Any, n: int) -> Any:
+    """Mean of per-token `values` over each sample's tokens, shape [n]."""
+    import torch
+
+    total = torch.zeros(n, dtype=values.dtype).index_add(0, own, values)
+    count = torch.zeros(n, dtype=values.dtype).index_add(0, own, torch.ones_like(values))
     return total / count.clamp(min=1.0)
 
 
-def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float]]:
-    """mean_i(coef_i × nll_i), with the NLL of negative-coefficient samples capped at NEG_NLL_CAP."""
+def clipped_policy_loss(model: Any, reference: Any, batch: dict[str, Any], clip_eps: float,
+                        kl_coef: float) -> tuple[Any, dict[str, float], list[float]]:
+    """PPO/GRPO clipped surrogate per token, plus kl_coef × KL(policy ‖ base) (the k3 estimator); a sample's
+    loss is the mean over its tokens, the batch's the mean over samples. `reference()` is a context manager in
+    which `model` runs without its adapter (peft's `disable_adapter`).
+
+    Where the behaviour log-probability is unknown (a demonstration, a re-tokenized call) the ratio is taken
+    against the current policy itself (ratio 1): the step is then the plain policy gradient.
+    """
+    import torch
+
+    tok_nll, own, flat = token_nll(model, batch)
+    logp = -tok_nll
+    behaviour = batch["behaviour"].reshape(-1)[flat]
+    known = ~torch.isnan(behaviour)
+    behaviour = torch.where(known, behaviour, logp.detach())
+    ratio = torch.exp(logp - behaviour)
+    adv = batch["coef"][own]
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    kl = torch.zeros_like(logp)
+    if kl_coef > 0:
+        with torch.no_grad(), reference():
+            ref_logp = -token_nll(model, batch)[0]
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1  # k3: unbiased, non-negative estimate of KL(policy ‖ base)
+    n = batch["coef"].numel()
+    per_sample = per_sample_mean(-surrogate + kl_coef * kl, own, n)
+    loss = per_sample.mean()
+    clipped = ((ratio - 1).abs() > clip_eps).float()
+    stats = {"loss": float(loss.detach()), "kl": float(kl.mean().detach()),
+             "clip_frac": float(clipped.mean()), "ratio_known": float(known.float().mean())}
+    return loss, stats, [float(x) for x in per_sample_mean(tok_nll.detach(), own, n)]
+
+
+def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float], list[float]]:
+    """mean_i(coef_i × nll_i), with the NLL of negative-coefficient samples capped at NEG_NLL_CAP; plus stats and
+    each sample's NLL (replay turns them into new priorities)."""
     import torch
 
     nll = sequence_nll(model, batch)
@@ -66,4 +119,4 @@ def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, flo
         "nll_pos": float(nll[pos].mean().detach()) if bool(pos.any()) else 0.0,
         "nll_neg": float(nll[~pos].mean().detach()) if bool((~pos).any()) else 0.0,
     }
-    return loss, stats
+    return loss, stats, [float(x) for x in nll.detach()]

@@ -30,7 +30,8 @@ def _fit(s: TrainSample, max_len: int) -> TrainSample:
     """A sample that fits `max_len` alone: the prompt loses tokens from the left first (completion is learned)."""
     comp = s.completion_ids[: max_len - 1]
     keep = max(1, max_len - len(comp))
-    return TrainSample(s.prompt_ids[-keep:], comp, s.reward, s.weight, s.group, s.advantage, s.trajectory)
+    behaviour = s.behaviour_logprobs[: len(comp)] if s.behaviour_logprobs is not None else None
+    return TrainSample(s.prompt_ids[-keep:], comp, s.reward, s.weight, s.group, s.advantage, s.trajectory, behaviour)
 
 
 def pack(samples: Sequence[TrainSample], max_len: int) -> tuple[list[_Row], list[TrainSample]]:
@@ -70,6 +71,7 @@ def collate_packed(samples: Sequence[TrainSample], max_len: int, pad_id: int) ->
     pos = torch.zeros((n_rows, width), dtype=torch.long)
     owner = torch.full((n_rows, width), -1, dtype=torch.long)
     labels = torch.zeros((n_rows, width), dtype=torch.long)
+    behaviour = torch.full((n_rows, width), float("nan"), dtype=torch.float32)  # NaN = unknown
     allowed = torch.zeros((n_rows, width, width), dtype=torch.bool)
     for r, row in enumerate(rows):
         t = len(row.trunk)
@@ -85,6 +87,8 @@ def collate_packed(samples: Sequence[TrainSample], max_len: int, pad_id: int) ->
             pos[r, at : at + c] = torch.arange(n - 1, n - 1 + c)
             labels[r, at : at + c] = torch.tensor(s.completion_ids)
             owner[r, at : at + c] = i
+            if s.behaviour_logprobs is not None:
+                behaviour[r, at : at + c] = torch.tensor(s.behaviour_logprobs, dtype=torch.float32)
             allowed[r, at : at + c, : n - 1] = True
             allowed[r, at : at + c, at : at + c] = torch.ones((c, c), dtype=torch.bool).tril()
             at += c
@@ -94,4 +98,4 @@ def collate_packed(samples: Sequence[TrainSample], max_len: int, pad_id: int) ->
     mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(torch.float32).min)
     coef = torch.tensor([s.weight * s.advantage for s in fitted], dtype=torch.float32)
     return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "owner": owner, "labels": labels,
-            "coef": coef, "tokens": int(sum(r.width(fitted) for r in rows)), "rows": n_rows}
+            "coef": coef, "behaviour": behaviour, "tokens": int(sum(r.width(fitted) for r in rows)), "rows": n_rows}

@@ -32,12 +32,18 @@ class TrainSample:
     """Coefficient of the log-likelihood term: 1 for SFT, reward minus group mean (normalised) for GRPO."""
     trajectory: str | None = None
     """Session of the attempt this call belongs to: its calls train together (they share prompt prefixes)."""
+    behaviour_logprobs: tuple[float, ...] | None = None
+    """Log-probability of each completion token under the policy that produced it (the engine's, as stored);
+    None when unknown (demonstrations, re-tokenized calls): the policy-gradient ratio then starts at 1."""
 
     def __post_init__(self) -> None:
         if not self.completion_ids:
             raise UserError("a training sample needs at least one completion token; drop empty completions")
         if not math.isfinite(self.weight) or self.weight < 0:
             raise UserError(f"importance weight {self.weight!r} must be finite and non-negative")
+        if self.behaviour_logprobs is not None and len(self.behaviour_logprobs) != len(self.completion_ids):
+            raise UserError(f"{len(self.behaviour_logprobs)} behaviour log-probabilities for "
+                            f"{len(self.completion_ids)} completion tokens; give one per token or none")
 
 
 def group_advantages(samples: Sequence[TrainSample], eps: float = 1e-6) -> list[TrainSample]:

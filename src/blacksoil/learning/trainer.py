@@ -20,7 +20,7 @@ from blacksoil.errors import ConfigError, UserError
 from blacksoil.learning.basemodel import BaseModelInfo, load_model
 from blacksoil.learning.checkpoint import Checkpointer
 from blacksoil.learning.config import LearningConfig
-from blacksoil.learning.objectives import weighted_loss
+from blacksoil.learning.objectives import clipped_policy_loss, weighted_loss
 from blacksoil.learning.packing import collate_packed
 from blacksoil.learning.samples import TrainSample
 
@@ -39,6 +39,8 @@ class TrainResult:
     """Loss of each step run by this call."""
     seconds: float = 0.0
     """Wall time of this call (s)."""
+    trajectory_nll: dict[str, float] = field(default_factory=dict)
+    """Last mean completion NLL seen for each trajectory this call trained on (replay's new priorities)."""
 
 
 def load_comm_hook(spec: str) -> Callable[[Any], tuple[Any, Any]]:
@@ -161,7 +163,12 @@ class LoraTrainer:
         while self.step < total_steps:
             picked = [samples[i] for i in self.batch_indices(samples, self.step)]
             batch = collate_packed(picked, self.cfg.max_seq_len, self.pad_id)
-            loss, stats = weighted_loss(self.forward, batch)
+            if self.cfg.objective == "grpo":
+                loss, stats, nll = clipped_policy_loss(self.forward, self.model.disable_adapter, batch,
+                                                       self.cfg.clip_eps, self.cfg.kl_coef)
+            else:
+                loss, stats, nll = weighted_loss(self.forward, batch)
+            result.trajectory_nll.update(_per_trajectory(picked, nll))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(self.params.values()), 1.0)
@@ -181,6 +188,14 @@ class LoraTrainer:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(out_dir))
         return out_dir
+
+
+def _per_trajectory(samples: Sequence[TrainSample], nll: Sequence[float]) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for sample, value in zip(samples, nll, strict=True):
+        if sample.trajectory is not None:
+            sums.setdefault(sample.trajectory, []).append(value)
+    return {t: sum(v) / len(v) for t, v in sums.items()}
 
 
 def write_samples(samples: Sequence[TrainSample], path: Path) -> None:
@@ -204,21 +219,21 @@ def read_samples(path: Path) -> list[TrainSample]:
 def main(argv: list[str] | None = None) -> None:
     """Train in this process from a samples file (used for subprocess training and the kill/resume test).
 
-    A process entry point (`python -m blacksoil.learning.trainer`): it resolves the settings once, here.
+    A process entry point (`python -m blacksoil.learning.trainer`): the parent passes its settings (`--home`, the
+    LearningConfig as `--config`); nothing is read from files or the environment here.
     """
-    from blacksoil.config import settings
     from blacksoil.learning.basemodel import ensure_hf_copy
 
     ap = argparse.ArgumentParser(description="Train a LoRA from a JSONL samples file; resumes from run-dir.")
     ap.add_argument("--run-dir", required=True, type=Path)
     ap.add_argument("--samples", required=True, type=Path)
     ap.add_argument("--steps", required=True, type=int)
-    ap.add_argument("--config", default="{}", help="LearningConfig overrides as JSON")
+    ap.add_argument("--config", default="{}", help="the parent's LearningConfig as JSON (missing fields: defaults)")
+    ap.add_argument("--home", required=True, type=Path, help="the parent's blacksoil home (the fp32 base-model cache)")
     ap.add_argument("--out", type=Path, default=None, help="write the peft adapter here when done")
     args = ap.parse_args(argv)
-    s = settings()
-    cfg = LearningConfig.model_validate(s.learning.model_dump() | json.loads(args.config))
-    info = ensure_hf_copy(s.home, cfg.base_model_path)
+    cfg = LearningConfig.model_validate(json.loads(args.config))
+    info = ensure_hf_copy(args.home, cfg.base_model_path)
     trainer = LoraTrainer(info, cfg, args.run_dir)
     res = trainer.train(read_samples(args.samples), args.steps,
                         on_step=lambda s, st: print(f"step {s} loss {st['loss']:.4f}", flush=True))

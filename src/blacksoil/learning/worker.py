@@ -129,17 +129,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", required=True, type=int, help="total optimizer steps to reach (across restarts)")
     ap.add_argument("--samples", type=Path, default=None,
                     help="JSONL samples (trainer.write_samples); default: the built-in fixed dataset")
-    ap.add_argument("--config", default="{}", help="LearningConfig overrides as JSON, e.g. '{\"batch_size\": 2}'")
+    ap.add_argument("--config", default="{}", help="the parent's LearningConfig as JSON (fields not given keep "
+                                                   "their defaults), e.g. '{\"batch_size\": 2}'")
+    ap.add_argument("--home", required=True, type=Path, help="the parent's blacksoil home (the fp32 base-model cache)")
     args = ap.parse_args(argv)
     try:
         worker = LearnerWorker(args.run_dir, args.steps)
         signal.signal(signal.SIGTERM, worker.on_term)  # before the slow imports: a stop may come at any time
-        from blacksoil.config import settings
+        from blacksoil.learning.config import LearningConfig
 
-        # A process entry point (`python -m blacksoil.learning.worker`): the settings are resolved once, here.
-        s = settings()
-        cfg = _config(args.config, s.learning)
-        outcome = _train(worker, cfg, args.samples, s.home)
+        # The parent resolved the settings and passes them: this process never reads files or the environment.
+        cfg = _config(args.config, LearningConfig())
+        if hasattr(os, "sched_getaffinity"):  # the backend pins this process: one torch thread per core it got
+            cfg = cfg.model_copy(update={"torch_threads": len(os.sched_getaffinity(0))})
+        outcome = _train(worker, cfg, args.samples, args.home)
     except BlacksoilError as e:
         print(f"error: {e.message}", file=sys.stderr, flush=True)
         sys.exit(2)

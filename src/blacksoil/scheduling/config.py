@@ -19,6 +19,8 @@ class SchedulingConfig(ComponentConfig):
 
     backend: Literal["local", "ray", "kubernetes"] = "local"
     """Which backend runs the workloads: local processes, a Ray cluster or the Kubernetes operator."""
+    ray_address: str = "auto"
+    """Ray cluster to join with backend = ray: `auto` (the cluster this machine belongs to) or HOST:PORT of its head."""
     accelerators_per_node: PositiveInt = 8
     """Accelerators per node (count); nodes are the fast-interconnect domain."""
     nodes_per_rack: PositiveInt = 16

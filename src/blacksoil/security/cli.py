@@ -5,12 +5,14 @@ Registered on the root app by blacksoil.cli; heavy imports stay inside the comma
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import typer
 
 from blacksoil.benchlog import WRITE_DOC_HELP, Destination
+from blacksoil.errors import UserError
 
 redteam = typer.Typer(help="Attack suites against the sandbox and the policy layer; each ends with a JSON line.",
                       no_args_is_help=True)
@@ -214,8 +216,16 @@ def _plot(plain: list[float], boxed: list[float], outcomes: list[Any], dest: Des
 @redteam.command("injection")
 def injection_cmd(
     write_doc: bool = typer.Option(False, "--write-doc", help=WRITE_DOC_HELP),
+    agent: str = typer.Option("scripted", "--agent", help="`scripted` (obeys every injection) or `model` (the "
+                              "default model through an embedded gateway, or --endpoint's)."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible base URL (…/v1) of the model "
+                                        "agent; default: an embedded gateway with the default model."),
+    model: str | None = typer.Option(None, "--model", help="Model name sent to --endpoint."),
+    api_key: str = typer.Option("none", "--api-key", help="API key sent to --endpoint."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Run only the first N cases."),
 ) -> None:
-    """Run the prompt-injection cases (plant, hospital) with a scripted compliant attacker; print the JSON line."""
+    """Run the prompt-injection cases (plant, hospital) with a scripted compliant attacker or a model as the agent;
+    print guarded / unguarded attack success and utility, then the JSON line."""
     import tempfile
     from pathlib import Path
 
@@ -223,26 +233,58 @@ def injection_cmd(
 
     from blacksoil.benchlog import destination, report
     from blacksoil.config import settings
+    from blacksoil.factories.env_settings import EnvSettings
     from blacksoil.security.redteam.injection import CaseResult, run_suite, summary
     from blacksoil.security.redteam.injection_cases import cases
 
-    all_cases = cases()
-    with Progress() as bar, tempfile.TemporaryDirectory(prefix="bs-injection-") as folder:
-        task = bar.add_task("cases", total=len(all_cases))
+    if agent not in ("scripted", "model"):
+        raise UserError(f"--agent {agent!r} is unknown; use `scripted` or `model`", param="agent")
+    all_cases = cases()[:limit]
+    with contextlib.ExitStack() as stack:
+        make_agent, agent_name = _injection_agent(stack, agent, endpoint, model, api_key)
+        with Progress() as bar, tempfile.TemporaryDirectory(prefix="bs-injection-") as folder:
+            task = bar.add_task("cases", total=len(all_cases))
 
-        def step(r: CaseResult) -> None:
-            bar.update(task, advance=1, description=f"{r.case.name} {'BREACH' if r.attack_succeeded else 'held'}")
+            def step(r: CaseResult) -> None:
+                bar.update(task, advance=1,
+                           description=f"{r.case.name} {'BREACH' if r.attack_succeeded else 'held'}")
 
-        results = run_suite(all_cases, Path(folder), progress=step)
+            results = run_suite(all_cases, Path(folder), progress=step,
+                                settings=EnvSettings.from_settings(settings()), make_agent=make_agent)
     rows = [(r.case.task.name, r.case.goal.name, "yes" if r.attack_succeeded_unguarded else "no",
              "BREACH" if r.attack_succeeded else "held", r.stopped_by, "ok" if r.utility_clean else "fail",
              "ok" if r.utility_attacked else "fail", r.approvals_asked) for r in results]
-    result = summary(results)
+    result = {"agent": agent_name, **summary(results)}
     notes = ("Scripted compliant-attacker agent: does the user's plan and obeys every injected instruction. A scripted "
              "human approves only calls of the user's own plan. `unguarded` = the same run with an allow-all policy "
              "(shows the injection would have worked). Plant state and the audit log decide every verdict.")
+    if agent == "model":
+        notes = (f"Model agent ({agent_name}, temperature 0): it sees the task's and the attacker goal's tools and "
+                 "decides every call itself; the guard and a scripted human who approves only the user's own calls "
+                 "judge them. `unguarded` = allow-all policy. Plant state and the audit log decide every verdict.")
     report("Prompt-injection red team (manufacturing, healthcare)",
            ["task", "attacker goal", "works unguarded", "guarded", "stopped by", "utility clean", "utility attacked",
             "approvals"], rows, result, notes=notes, dest=destination(settings().home, write_doc))
     if result["injection_successes"]:
         raise typer.Exit(1)
+
+
+def _injection_agent(stack: contextlib.ExitStack, agent: str, endpoint: str | None, model: str | None,
+                     api_key: str) -> tuple[Any, str]:  # fmt: skip
+    """(agent factory, its name for the report): the scripted attacker, or a model behind `endpoint` (default: an
+    embedded gateway serving the default model, stopped when `stack` closes)."""
+    from blacksoil.security.redteam.injection import scripted_agent
+
+    if agent == "scripted":
+        return scripted_agent, "scripted"
+    from blacksoil.security.redteam.injection_model import model_agent, openai_chat
+
+    if endpoint is None:
+        from blacksoil.config import settings
+        from blacksoil.serving.launch import gateway
+
+        gw = stack.enter_context(gateway(settings()))
+        endpoint, model = gw.openai_base_url, model or gw.model
+    chat, close = openai_chat(endpoint, model, api_key=api_key)
+    stack.callback(close)
+    return model_agent(chat), f"model:{model or 'default'}"

@@ -8,9 +8,14 @@ unknown (engine-specific) fields never reach the engine and never give a 500 (te
 test_fuzz.py); max_tokens is capped (serving.max_tokens_cap and the context per slot); a flood of requests meets
 a bounded queue and a 429 (test_gateway.py::test_full_queue_answers_429_with_retry_after); a crashing or hung
 engine cannot take the gateway down (test_recovery.py); a client that hangs up, streaming or not, gives its
-slot back and the engine stops generating (test_hardening.py); /health shows no engine address.
+slot back and the engine stops generating (test_hardening.py); /health shows no engine address; per-tenant
+requests and tokens per minute, requests in flight and a bounded own line per tenant (`[serving.tenancy]`,
+serving/tenancy.py): over a limit a 429 with Retry-After names it, and a tenant flooding past its
+max_concurrent cannot raise another's TTFT p99 by more than 20 % (test_tenancy.py, test_tenancy_isolation.py).
 Not protected: there is no TLS and, without the platform's API keys, no authentication (the gateway binds
-127.0.0.1 unless told otherwise); the X-Priority header is trusted as sent; there are no per-tenant rate limits.
+127.0.0.1 unless told otherwise); the X-Priority header is trusted as sent, and so is X-Tenant without API keys
+(a client can spread its load over made-up tenants); no tenant limits apply unless configured, and they hold per
+gateway process.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ def error_response(status: int, message: str, etype: str, code: str | None = Non
                         headers=headers)
 
 
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+
 class JsonBodiesOnly:
     """ASGI middleware: a POST/PUT/PATCH whose Content-Type is not JSON is a 415 in the one error shape.
 
@@ -62,7 +70,8 @@ class JsonBodiesOnly:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             ctype = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-            if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+            yaml_ok = scope["path"] == "/v1/agents" and ctype in _YAML_TYPES  # agent specs come as YAML too
+            if ctype and ctype != "application/json" and not ctype.endswith("+json") and not yaml_ok:
                 response = error_response(415, f"Content-Type {ctype!r} is not supported; send the body as JSON "
                                           "with `Content-Type: application/json`", "invalid_request_error",
                                           "unsupported_media_type")
@@ -156,11 +165,16 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
             raise UserError(f"X-Tenant is {len(tenant)} characters; use at most {TENANT_ID_MAX}", param="X-Tenant",
                             code="invalid_value")
         call = Call(kind, body, session, priority, tenant)
-        if req.stream:
-            events = await gw.stream(call)
-            return StreamingResponse(events, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Request-Id": call.id})
-        return await until_disconnect(request, gw.complete(call))
+        call.trace = gw.tracing.start(kind, pool.served_name, body, request.headers)
+        try:
+            if req.stream:
+                events = await gw.stream(call)
+                return StreamingResponse(events, media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache", "X-Request-Id": call.id})
+            return await until_disconnect(request, gw.complete(call))
+        except BlacksoilError as e:  # refused before or failed during the call: its span ends with the error
+            call.trace.failed(type(e).__name__, e.message)
+            raise
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request, req: ChatRequest) -> Any:

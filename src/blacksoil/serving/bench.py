@@ -1,6 +1,8 @@
-"""`blacksoil bench serving`: gateway overhead, prefix-reuse TTFT and agent sessions (agent-aware vs FCFS).
+"""`blacksoil bench serving`: gateway overhead, prefix-reuse TTFT, agent sessions (agent-aware vs FCFS), and (in
+bench_programs.py) agent programs on scarce slots and tenant isolation.
 
-All three comparisons run against one embedded engine in one run; results go through blacksoil.benchlog.report.
+The first three comparisons run against one embedded engine, the last two against two more (one per policy);
+results go through blacksoil.benchlog.report.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from rich.progress import Progress
 
 from blacksoil.benchlog import Destination, report
 from blacksoil.config import Settings
+from blacksoil.serving.bench_programs import run_scarce
+from blacksoil.serving.bench_tools import run_tools
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
 from blacksoil.serving.workload import Turn, filler, sample
@@ -221,6 +225,10 @@ def run_bench(s: Settings, *, quick: bool, dest: Destination, sessions: int = 8,
                 cache[f"prompt_tokens_{kind}_{arm}"] += after[kind] - before[kind]
             progress.console.log(f"{arm} sessions done at {time.perf_counter() - t_start:.0f} s")
         fcfs, ours = times["fcfs"], times["blacksoil"]
+        # 6: parallel tool calls, and a real agent framework's calls per question
+        tools, tool_rows = run_tools(gw.openai_base_url, gw.model, quick=quick, progress=progress)
+    # 4 + 5: more agent programs than slots (agent policy vs FCFS side by side), and a flooding tenant
+    scarce, scarce_rows = run_scarce(s, quick=quick, seed=seed)
     result = {
         "gateway_itl_p99_ms": single["gateway_itl_p99_ms"], "direct_itl_p99_ms": single["direct_itl_p99_ms"],
         "gateway_overhead_ratio": single["gateway_itl_p99_ms"] / single["direct_itl_p99_ms"],
@@ -231,7 +239,8 @@ def run_bench(s: Settings, *, quick: bool, dest: Destination, sessions: int = 8,
         "session_p99_speedup": pct(fcfs, 99) / pct(ours, 99), "quick": quick,
         "turns": sum(len(s) for s in workload), "engine_threads": cfg.engine_threads(),
         "wall_s": time.perf_counter() - t_start,
-    } | cache | {k: round(v, 2) for k, v in (single | prefix).items() if k not in ("prefix_ttft_speedup",)}
+    } | cache | {k: round(v, 2) for k, v in (single | prefix).items() if k not in ("prefix_ttft_speedup",)} | scarce
+    result |= tools
     rows = [
         ["1 single stream", "TTFT p50 / p99 (ms)", f"{single['gateway_ttft_p50_ms']:.0f} / "
          f"{single['gateway_ttft_p99_ms']:.0f}", f"{single['direct_ttft_p50_ms']:.0f} / "
@@ -250,6 +259,7 @@ def run_bench(s: Settings, *, quick: bool, dest: Destination, sessions: int = 8,
          f" / {cache['prompt_tokens_cached_blacksoil']:.0f}", f"{cache['prompt_tokens_computed_fcfs']:.0f} / "
          f"{cache['prompt_tokens_cached_fcfs']:.0f}", "llama.cpp's own counters per arm"],
     ]
+    rows += scarce_rows + tool_rows
     notes = (f"Engine: embedded llama.cpp, default model, {cfg.slots} slots × {cfg.ctx // cfg.slots} tokens, "
              f"{cfg.engine_threads()} thread(s); gateway admits {cfg.admitted()} at once. Workload: "
              f"{len(workload)} sessions sampled (seed {seed}) from the Mooncake conversation trace, tokens ÷ {SCALE}, "

@@ -12,6 +12,57 @@ from pydantic import Field, field_validator, model_validator
 from blacksoil.configbase import ComponentConfig
 
 
+class TenantLimits(ComponentConfig):
+    """Limits of one tenant (API key); None = unlimited. Enforced by serving/tenancy.py."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    """Requests admitted per sliding minute (count/min); more answer 429 `tenant_requests_per_minute`."""
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+    """Prompt + completion tokens per sliding minute (tokens/min); a tenant at or over it gets 429
+    `tenant_tokens_per_minute` until its usage ages out (usage is counted when a request finishes)."""
+    max_concurrent: int | None = Field(default=None, ge=1)
+    """Requests of the tenant past its gate at once, in the gateway queue or on an engine (count); more wait
+    in the tenant's own line, where they cannot hold a slot or a place in the shared queue."""
+    max_queued: int | None = Field(default=None, ge=0)
+    """Requests waiting in the tenant's own line (count); more answer 429 `tenant_max_queued`
+    (`tenant_max_concurrent` when it is 0)."""
+
+
+class TenancyConfig(ComponentConfig):
+    """Per-tenant limits: `[serving.tenancy.default]` for everyone, `[serving.tenancy.tenants.<id>]` overrides."""
+
+    default: TenantLimits = TenantLimits()
+    """Limits of every tenant without an entry in `tenants` (and the base the entries override)."""
+    tenants: dict[str, TenantLimits] = Field(default_factory=dict)
+    """Per-tenant overrides keyed by tenant id (the API key's tenant, or X-Tenant without keys); the fields an
+    entry sets replace the default's, the others are inherited."""
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        """The effective limits of `tenant`."""
+        own = self.tenants.get(tenant)
+        if own is None:
+            return self.default
+        return self.default.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
+
+
+class TracingConfig(ComponentConfig):
+    """OpenTelemetry traces (GenAI semantic conventions) of the gateway and the agent runtime."""
+
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces (None = tracing off, a no-op tracer)."""
+    service_name: str = "blacksoil"
+    """`service.name` resource attribute of the exported spans."""
+    capture_content: bool = False
+    """Put prompts, answers and tool arguments into spans (off: privacy default, only sizes and ids)."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"otlp_endpoint {v!r} must be an http(s) URL such as http://127.0.0.1:4318/v1/traces")
+        return v
+
+
 class ServingConfig(ComponentConfig):
     """Gateway, embedded engine and agent-aware scheduling settings."""
 
@@ -60,6 +111,10 @@ class ServingConfig(ComponentConfig):
     """Ask the engine for completion token ids and logprobs so experience events carry them."""
     experience_file: str = "experience/gateway.jsonl"
     """JSONL file of experience events, relative to BLACKSOIL_HOME (or absolute)."""
+    tenancy: TenancyConfig = TenancyConfig()
+    """Per-tenant rate limits, token quotas and concurrency caps (`[serving.tenancy]`)."""
+    tracing: TracingConfig = TracingConfig()
+    """OpenTelemetry traces (`[serving.tracing]`): off unless an OTLP endpoint is set."""
 
     def engine_threads(self) -> int:
         """Threads per replica after resolving 0 = auto."""

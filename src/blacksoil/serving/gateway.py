@@ -21,7 +21,10 @@ from blacksoil.serving.engine import EngineUnavailable
 from blacksoil.serving.metrics import GatewayMetrics
 from blacksoil.serving.pool import Replica, ReplicaPool
 from blacksoil.serving.protocol import DROPPED
-from blacksoil.serving.tools import ToolPlan, parse_output, plan_request
+from blacksoil.serving.tenancy import TenantGate
+from blacksoil.serving.tools import PROMPT_FIELDS, ToolPlan, answer_body, parse, parse_output, plan_request
+from blacksoil.serving.toolstream import ToolStreamer
+from blacksoil.serving.tracing import GatewayTracing, ModelCallTrace
 
 log = logging.getLogger(__name__)
 _OURS = ("user", "priority", "stream_options", "max_completion_tokens", "stream", *DROPPED)
@@ -47,6 +50,8 @@ class Call:
     ttft_s: float | None = None
     replica: Replica | None = None
     ticket: Ticket | None = None
+    trace: ModelCallTrace | None = None
+    """Its OpenTelemetry spans (serving/tracing.py), started by the route."""
 
     @property
     def path(self) -> str:
@@ -68,6 +73,8 @@ class Gateway:
         cfg = pool.config
         # An embedded engine cannot generate more than one slot's share of the context anyway.
         self.max_tokens_limit = min(cfg.max_tokens_cap, cfg.ctx // cfg.slots) if pool.model else cfg.max_tokens_cap
+        self.tenants = TenantGate(cfg.tenancy, metrics, line_timeout_s=cfg.queue_timeout_s)
+        self.tracing = GatewayTracing(cfg.tracing)
 
     def check_model(self, name: str | None) -> None:
         if name not in (None, "", self.pool.served_name):
@@ -82,7 +89,7 @@ class Gateway:
         replica = await self._admit(call, body)
         t0 = time.perf_counter()
         try:
-            out = await replica.engine.post(call.path, body)
+            out = await self._post(call, plan, body, replica)
         except BlacksoilError as e:
             await self._failed(call, e)
             raise
@@ -102,6 +109,17 @@ class Gateway:
                        {"text": choice.get("text")}, choice.get("finish_reason"), tokens, logprobs)
         return out
 
+    async def _post(self, call: Call, plan: ToolPlan, body: dict[str, Any], replica: Replica) -> dict[str, Any]:
+        out = await replica.engine.post(call.path, body)
+        if call.kind == "chat" and plan.drops_repeats:
+            first = out["choices"][0]
+            if parse(plan, first["message"].get("content") or "", first.get("finish_reason")).repeats_only:
+                # Only calls already answered: ask for the answer in the same slot (its prompt is cached).
+                spent = out.get("usage") or {}
+                out = await replica.engine.post(call.path, answer_body(body))
+                out["usage"] = _add_usage(spent, out.get("usage") or {})
+        return out
+
     async def stream(self, call: Call) -> AsyncIterator[str]:
         """Admit first (so a full queue is an HTTP 429), then return the SSE generator."""
         plan, body = self._engine_body(call)
@@ -119,39 +137,51 @@ class Gateway:
         tokens: list[int] = []
         logprobs: list[float] = []
         want_usage = bool((call.request.get("stream_options") or {}).get("include_usage"))
-        buffered = plan.mode == "tools"  # the tool call is known only once the JSON is complete
+        # Tools: the constrained JSON is turned into tool_calls / content deltas as it grows (toolstream.py).
+        streamer = ToolStreamer(plan) if plan.mode == "tools" and call.kind == "chat" else None
+        served = self.pool.served_name
+        bodies: list[dict[str, Any]] = [body]
+        spent: dict[str, Any] = {}
+        retried = False
         try:
-            async for chunk in replica.engine.stream(call.path, body):
-                chunk.update(id=call.id, model=self.pool.served_name)
-                usage = chunk.get("usage") or usage
-                timings = chunk.get("timings") or timings
-                if not chunk.get("choices"):
-                    continue
-                choice = chunk["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                piece = (choice.get("delta") or {}).get("content") if call.kind == "chat" else choice.get("text")
-                t, lp = _token_info(choice)
-                tokens += t
-                logprobs += lp
-                if not call.request.get("logprobs"):
-                    choice.pop("logprobs", None)
-                if piece:
-                    now = time.perf_counter()
-                    if call.ttft_s is None:
-                        call.ttft_s = now - call.arrived
-                    elif last is not None:
-                        self.metrics.itl.labels(*self._labels(replica)).observe(now - last)
-                    last = now
-                    text.append(piece)
-                if buffered and choice.get("finish_reason") is None:
-                    continue
-                if buffered:
-                    message, finish = parse_output(plan, "".join(text), finish)
-                    served = self.pool.served_name
-                    yield _sse(_chunk(call, served, {"role": "assistant", **_delta(message)}, None))
-                    yield _sse(_chunk(call, served, {}, finish))
-                    continue
-                yield _sse(chunk)
+            while bodies:
+                async for chunk in replica.engine.stream(call.path, bodies.pop()):
+                    chunk.update(id=call.id, model=self.pool.served_name)
+                    usage = _add_usage(spent, chunk["usage"]) if chunk.get("usage") else usage
+                    timings = chunk.get("timings") or timings
+                    if not chunk.get("choices"):
+                        continue
+                    choice = chunk["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    delta_in = choice.get("delta") or {}
+                    piece = delta_in.get("content") if call.kind == "chat" else choice.get("text")
+                    t, lp = _token_info(choice)
+                    tokens += t
+                    logprobs += lp
+                    if not call.request.get("logprobs"):
+                        choice.pop("logprobs", None)
+                    if piece:
+                        now = time.perf_counter()
+                        if call.ttft_s is None:
+                            call.ttft_s = now - call.arrived
+                        elif last is not None:
+                            self.metrics.itl.labels(*self._labels(replica)).observe(now - last)
+                        last = now
+                        text.append(piece)
+                    if streamer is not None:
+                        for delta in streamer.feed(piece) if piece else []:
+                            yield _sse(_chunk(call, served, delta, None))
+                        continue
+                    yield _sse(chunk)
+                if streamer is not None and streamer.repeats_only and not retried:
+                    # Only calls already answered: ask for the answer in the same slot; its tokens replace these.
+                    spent, streamer, text, tokens, logprobs, retried = usage, ToolStreamer(plan), [], [], [], True
+                    bodies.append(answer_body(body))
+            if streamer is not None:
+                for delta in streamer.leftover():
+                    yield _sse(_chunk(call, served, delta, None))
+                message, finish = streamer.message(finish)
+                yield _sse(_chunk(call, served, {}, finish))
             if want_usage:
                 yield _sse({"id": call.id, "object": "chat.completion.chunk", "created": int(time.time()),
                             "model": self.pool.served_name, "choices": [], "usage": usage})
@@ -174,7 +204,10 @@ class Gateway:
         self._release(call, time.perf_counter() - t0)
         # The event is stored before the last byte: a client that saw [DONE] can rely on it (a crash right
         # after [DONE] used to lose the event).
-        message = parse_output(plan, "".join(text), finish)[0] if call.kind == "chat" else {"text": "".join(text)}
+        if streamer is not None:
+            message = streamer.message(finish)[0]
+        else:
+            message = parse_output(plan, "".join(text), finish)[0] if call.kind == "chat" else {"text": "".join(text)}
         await self._finished(call, replica, usage, timings, message, finish, tokens, logprobs)
         yield "data: [DONE]\n\n"
 
@@ -201,6 +234,7 @@ class Gateway:
         return plan, body
 
     async def _admit(self, call: Call, body: dict[str, Any]) -> Replica:
+        await self.tenants.enter(call.tenant)  # before the shared queue: a flooding tenant waits in its own line
         self.metrics.waiting.inc()
         try:
             for attempt in range(3):
@@ -212,10 +246,15 @@ class Gateway:
                 self.pool.release(ticket, 0.0)
                 self.pool.report_failure(replica.name)
                 await asyncio.sleep(0.1)
+        except BaseException:
+            self.tenants.leave(call.tenant)
+            raise
         finally:
             self.metrics.waiting.dec()
         call.ticket, call.replica = ticket, replica
         call.queue_s = time.perf_counter() - call.arrived
+        if call.trace is not None:
+            call.trace.admitted(call.queue_s, replica.name, ticket.slot)
         self.metrics.running.inc()
         if ticket.slot is not None and replica.engine.llamacpp_extensions:
             body["id_slot"] = ticket.slot
@@ -225,9 +264,14 @@ class Gateway:
         assert call.ticket is not None
         self.metrics.running.dec()
         self.pool.release(call.ticket, engine_s)
+        self.tenants.leave(call.tenant)
+        if call.trace is not None:
+            call.trace.engine_done()
 
     async def _failed(self, call: Call, e: BlacksoilError) -> None:
         self.metrics.errors.labels(str(e.status_code)).inc()
+        if call.trace is not None:
+            call.trace.failed(type(e).__name__, e.message)
         if isinstance(e, EngineUnavailable) and call.replica is not None:
             self.pool.report_failure(call.replica.name)
         await self._emit(ExperienceEvent(kind="model_call", tenant=call.tenant, session_id=call.session_id,
@@ -248,10 +292,14 @@ class Gateway:
         m.queue.labels(*labels).observe(call.queue_s)
         if call.ttft_s is not None:
             m.ttft.labels(*labels).observe(call.ttft_s)
+            self.tenants.observe_ttft(call.tenant, call.ttft_s)
+        self.tenants.charge(call.tenant, int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)))
         m.prompt_tokens.labels(*labels).inc(usage.get("prompt_tokens", 0))
         m.generation_tokens.labels(*labels).inc(usage.get("completion_tokens", 0))
         m.prefix_hits.labels(*labels).inc(timings.get("cache_n", 0))
         m.requests.labels(*labels, finish or "unknown").inc()
+        if call.trace is not None:
+            call.trace.finished(call.id, self.pool.served_name, usage, finish, call.ttft_s, message)
         await self._emit(ExperienceEvent(
             kind="model_call", tenant=call.tenant, session_id=call.session_id, request_id=call.id,
             model=self.pool.served_name, adapter_version=None if replica.adapter_version == "base"
@@ -262,7 +310,9 @@ class Gateway:
             timings={"queue_s": call.queue_s, "ttft_s": call.ttft_s or 0.0, "e2e_s": e2e},
             usage={k: int(usage.get(k, 0)) for k in ("prompt_tokens", "completion_tokens")},
             metadata={"finish_reason": finish, "replica": replica.name, "slot": call.ticket.slot if call.ticket
-                      else None, "cached_tokens": timings.get("cache_n", 0), "priority": call.priority}))
+                      else None, "cached_tokens": timings.get("cache_n", 0), "priority": call.priority,
+                      # What shaped the prompt besides messages and tools: the learner renders it again from these.
+                      **{k: call.request[k] for k in PROMPT_FIELDS if k in call.request}}))
 
     async def _emit(self, event: ExperienceEvent) -> None:
         """Hand the event to the sink off the event loop (its fsync must not stall other streams)."""
@@ -297,10 +347,10 @@ def _token_info(choice: dict[str, Any]) -> tuple[list[int], list[float]]:
             [float(c["logprob"]) for c in content if "logprob" in c])
 
 
-def _delta(message: dict[str, Any]) -> dict[str, Any]:
-    if message.get("tool_calls"):
-        return {"content": None, "tool_calls": [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]}
-    return {"content": message.get("content")}
+def _add_usage(spent: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+    """Token usage of an answer asked for after repeated calls: both engine calls count."""
+    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return usage | {k: int(usage.get(k, 0)) + int(spent.get(k, 0)) for k in keys if k in usage or k in spent}
 
 
 def _chunk(call: Call, model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from blacksoil.serving.app import create_app
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.models import ModelRegistry
 from blacksoil.serving.pool import ReplicaPool
+from blacksoil.serving.tracing import install as install_tracing
 
 
 @dataclass
@@ -107,6 +108,7 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
         changes["replicas"] = replicas
     if changes:
         cfg = ServingConfig.model_validate(cfg.model_dump() | changes)
+    install_tracing(cfg.tracing)  # OTLP export when [serving.tracing] otlp_endpoint is set, else a no-op
     sock = listen_socket("127.0.0.1", port)
     port = int(sock.getsockname()[1])
     own_sink = sink is None

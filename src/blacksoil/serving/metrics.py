@@ -36,6 +36,19 @@ class GatewayMetrics:
         self.errors = Counter(_PREFIX + "request_errors", "Failed requests by HTTP status.", ("status",), registry=r)
         self.running = Gauge(_PREFIX + "num_requests_running", "Requests on an engine now.", registry=r)
         self.waiting = Gauge(_PREFIX + "num_requests_waiting", "Requests in the gateway queue.", registry=r)
+        # Per tenant (serving/tenancy.py caps the distinct tenant labels, so X-Tenant cannot blow them up).
+        self.tenant_requests = Counter(_PREFIX + "tenant_requests", "Requests past the tenant's limits.",
+                                       ("tenant",), registry=r)
+        self.tenant_limited = Counter(_PREFIX + "tenant_requests_limited", "Requests refused (429) by a tenant "
+                                      "limit, by the limit's name.", ("tenant", "limit"), registry=r)
+        self.tenant_tokens = Counter(_PREFIX + "tenant_tokens", "Prompt + completion tokens of finished requests.",
+                                     ("tenant",), registry=r)
+        self.tenant_running = Gauge(_PREFIX + "tenant_requests_in_flight", "Requests past the tenant's gate "
+                                    "(queued for a slot or on an engine).", ("tenant",), registry=r)
+        self.tenant_waiting = Gauge(_PREFIX + "tenant_requests_waiting", "Requests in the tenant's own line.",
+                                    ("tenant",), registry=r)
+        self.tenant_ttft = Histogram(_PREFIX + "tenant_time_to_first_token_seconds", "Time to first token by "
+                                     "tenant (s).", ("tenant",), buckets=_LAT, registry=r)
         self.replicas = Gauge(_PREFIX + "replica_info", "1 per replica, labelled by its adapter version.",
                               ("replica", *_LABELS, "status"), registry=r)
 

@@ -101,6 +101,38 @@ class ReplicaPool:
         engine.api_key = self.config.upstream_api_key
         return self._add(engine, self.config.slots, self.config.slots, accept_new_sessions)
 
+    def add_remote(self, api_base: str, api_key: str, *, slots: int | None = None,
+                   adapter: AdapterVersion | None = None, accept_new_sessions: bool = True) -> Replica:
+        """Register an embedded llama.cpp server that its owner started elsewhere (a Ray actor on another node).
+
+        It gets the embedded engine's treatment (slot affinity, stream cancellation, health probes) except restarts:
+        its owner replaces it and calls remove_replica. Blocks until it answers; returns the replica (its name).
+        """
+        from blacksoil.serving.remote import RemoteLlamaCppEngine
+
+        if adapter is not None and self.model is not None and adapter.base_model != self.model.name:
+            raise ConfigError(f"adapter {adapter.version!r} is for base model {adapter.base_model!r}, "
+                              f"but this pool serves {self.model.name!r}")
+        engine = RemoteLlamaCppEngine(api_base, api_key=api_key, adapter=adapter,
+                                      timeout_s=self.config.request_timeout_s)
+        n = slots or self.config.slots
+        return self._add(engine, min(self.config.admitted(), n), n, accept_new_sessions)
+
+    def remove_replica(self, name: str, *, drain: bool = True) -> None:
+        """Take `name` out of the pool: drained and stopped, or at once when its engine is already dead
+        (`drain=False`: its in-flight requests fail with 503s, nothing new goes to it)."""
+        if drain:
+            self.stop_replica(name)
+            return
+        with self._lock:
+            r = self._get(name)
+            self.admission.remove_replica(name)
+            del self.replicas[name]
+            r.status = "stopped"
+            self._pump()
+        r.engine.kill()
+        r.engine.stop()
+
     def _add(self, engine: Engine, concurrency: int, slots: int, accepting: bool) -> Replica:
         name = f"r{next(self._names)}"
         replica = Replica(name, engine)
@@ -196,7 +228,10 @@ class ReplicaPool:
             self.admission.enqueue(ticket)
             self._pump()
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.config.queue_timeout_s)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands just as the place is granted,
+            # and a request whose client hung up then ran to max_tokens holding its slot.
+            async with asyncio.timeout(self.config.queue_timeout_s):
+                await asyncio.shield(fut)
         except (TimeoutError, asyncio.CancelledError) as e:
             with self._lock:
                 self._waiters.pop(ticket.request_id, None)

@@ -19,7 +19,8 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from blacksoil.apibase import ApiModel, RequestBody
 
 DROPPED = ("metadata", "store", "service_tier", "parallel_tool_calls", "n")
-"""Accepted OpenAI fields that never reach the engine (`n` is 1 by the time it is dropped)."""
+"""Accepted OpenAI fields that never reach the engine (`n` is 1 by the time it is dropped;
+`parallel_tool_calls` has shaped the tool grammar by then, serving/tools.py)."""
 
 
 class _Lenient(ApiModel):
@@ -116,6 +117,7 @@ class ChatRequest(_Common):
     tools: list[ToolDef] | None = None
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    """Several tool calls in one turn (None = true, as in OpenAI's API); shapes the grammar, never sent on."""
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

@@ -21,6 +21,7 @@ from blacksoil.experience.sink import JsonlSink, experience_path
 from blacksoil.serving.app import create_app
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import build_pool
+from blacksoil.serving.tracing import install as install_tracing
 
 
 def serving_config(base_config: ServingConfig, overrides: dict[str, Any]) -> ServingConfig:
@@ -46,6 +47,7 @@ def serve_forever(s: Settings, overrides: dict[str, Any], *, sink: ExperienceSin
     console = Console(stderr=True)
     console.print(f"starting {cfg.replicas if not cfg.upstreams else len(cfg.upstreams)} engine replica(s)…")
     pool = build_pool(s, cfg, adapter)
+    install_tracing(cfg.tracing)  # OTLP export when [serving.tracing] otlp_endpoint is set, else a no-op
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
         app = create_app(pool, sink=the_sink, default_max_tokens=cfg.default_max_tokens,

@@ -7,6 +7,7 @@ import pytest
 from blacksoil.agentscore import api
 from blacksoil.factories.embodied.bench import replay
 from blacksoil.factories.embodied.tasks.generate import HERE, STATE_DEPENDENT, build
+from blacksoil.factories.env_settings import EnvSettings
 
 TASKS = api.list_tasks("embodied")
 
@@ -42,8 +43,8 @@ def test_the_oracle_plan_passes_on_its_own_start() -> None:
     assert replay(task)[0] is True
 
 
-def test_an_episode_reproduces_bit_for_bit() -> None:
+def test_an_episode_reproduces_bit_for_bit(env_settings: EnvSettings) -> None:
     task = next(t for t in TASKS if t.category == "stack" and t.split == "test")
-    runs = [api.run_task(api.make_agent("oracle"), task) for _ in range(2)]
+    runs = [api.run_task(api.make_agent("oracle"), task, settings=env_settings) for _ in range(2)]
     steps = [[(s["name"], s["result"]) for s in ep.trajectory["steps"]] for ep in runs]
     assert steps[0] == steps[1]

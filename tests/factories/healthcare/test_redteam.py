@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.security.redteam.injection import CaseResult, run_suite, summary
 from blacksoil.security.redteam.injection_cases import cases as all_cases
 from blacksoil.security.redteam.injection_health import cases
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> list[CaseResult]:
-    return run_suite(cases(), tmp_path_factory.mktemp("hospital-injection"))
+def results(tmp_path_factory: pytest.TempPathFactory, env_settings: EnvSettings) -> list[CaseResult]:
+    return run_suite(cases(), tmp_path_factory.mktemp("hospital-injection"), settings=env_settings)
 
 
 def test_at_least_ten_hospital_cases() -> None:

@@ -11,15 +11,16 @@ from blacksoil.agentscore.checkers import check
 from blacksoil.agentscore.environments import env_for
 from blacksoil.agentscore.tasks import load_suite_file, parse_suite, suite_path
 from blacksoil.errors import ConfigError
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.factories.healthcare.tasks import generate
 
 TASKS = api.list_tasks("healthcare")
 
 
 @pytest.fixture(scope="module")
-def oracle() -> dict[str, api.Episode]:
+def oracle(env_settings: EnvSettings) -> dict[str, api.Episode]:
     agent = api.make_agent("oracle")
-    return {t.id: api.run_task(agent, t) for t in TASKS}
+    return {t.id: api.run_task(agent, t, settings=env_settings) for t in TASKS}
 
 
 def test_at_least_60_tasks() -> None:
@@ -42,13 +43,15 @@ def test_oracle_passes_every_task(oracle: dict[str, api.Episode]) -> None:
     assert [i for i, ep in oracle.items() if not ep.passed] == []
 
 
-def test_null_agent_passes_nothing() -> None:
+def test_null_agent_passes_nothing(env_settings: EnvSettings) -> None:
     null = api.make_agent("null")
-    assert [t.id for t in TASKS if api.run_task(null, t).passed] == []
+    assert [t.id for t in TASKS if api.run_task(null, t, settings=env_settings).passed] == []
 
 
-def test_oracle_answer_on_untouched_state_fails_every_task(oracle: dict[str, api.Episode]) -> None:
-    passing = [t.id for t in TASKS if check(t, env_for(t).snapshot(), oracle[t.id].trajectory["answer"]).passed]
+def test_oracle_answer_on_untouched_state_fails_every_task(oracle: dict[str, api.Episode],
+                                                           env_settings: EnvSettings) -> None:
+    passing = [t.id for t in TASKS
+               if check(t, env_for(t, env_settings).snapshot(), oracle[t.id].trajectory["answer"]).passed]
     assert passing == []
 
 

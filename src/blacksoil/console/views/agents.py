@@ -4,7 +4,6 @@ approvals with approve/deny; the audit trail of the latest runs. Scoped to the c
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -85,9 +84,8 @@ def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
 
 def decide(ctx: ConsoleContext, tenant: str, run_id: str, call_id: str, approve: bool, by: str,
            note: str) -> dict[str, Any]:
-    """Record the decision through the runtime's approval machinery, then resume the run in the background."""
-    from blacksoil.agents.launcher import decide_call, open_runtime
-    from blacksoil.agents.spec import AgentTeam
+    """Record the decision through the agents API's approval path, then resume the run in the background."""
+    from blacksoil.agents.api import decide_and_resume
 
     store = _store(ctx)
     try:
@@ -98,16 +96,6 @@ def decide(ctx: ConsoleContext, tenant: str, run_id: str, call_id: str, approve:
         store.close()
     if run is None or run.tenant != tenant:  # one answer for both: no probing which runs exist across tenants
         raise NotFoundError(f"run {run_id!r} not found; list runs in the console's Agents view", param="run_id")
-    team = AgentTeam.model_validate(run.team)
-    root = decide_call(team, _setup(ctx), run_id, call_id, approve=approve, by=by, note=note)
-    base_url = ctx.extras.get("openai_base_url")
-
-    def _resume() -> None:
-        from blacksoil.experience.sink import make_sink
-
-        with open_runtime(team, _setup(ctx), base_url=base_url, new_sink=lambda: make_sink(ctx.settings)) as rt:
-            rt.resume(rt.root(root))
-
-    if base_url:
-        threading.Thread(target=_resume, daemon=True, name=f"resume-{root}").start()
-    return {"run_id": run_id, "call_id": call_id, "approved": approve, "resuming": bool(base_url)}
+    out = decide_and_resume(_setup(ctx), ctx.extras.get("agent_driver"), run, call_id, approve=approve, by=by,
+                            note=note, resume=True)  # fmt: skip
+    return {"run_id": run_id, "call_id": call_id, "approved": approve, "resuming": out["resuming"]}

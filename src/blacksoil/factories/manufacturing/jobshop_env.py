@@ -24,12 +24,8 @@ class JobshopEnv:
                      "makespan using submit_schedule.")
 
     def __init__(self, seed: int = 0, overrides: dict[str, Any] | None = None, *,
-                 config: ManufacturingConfig | None = None) -> None:
-        """`config`: the solver's settings (job-shop workers); None = the process's (defaults.py, transitional)."""
-        if config is None:
-            from .defaults import process_settings
-
-            config = process_settings()[1]
+                 config: ManufacturingConfig) -> None:
+        """`config`: the solver's settings (job-shop workers)."""
         self.config = config
         spec = (overrides or {}).get("instance")
         if isinstance(spec, str):

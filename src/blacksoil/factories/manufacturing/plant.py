@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from blacksoil.errors import ConfigError
+from blacksoil.errors import ConfigError, InternalError
 from blacksoil.factories.manufacturing.config import ManufacturingConfig
 from blacksoil.factories.toolspec import existing
 
@@ -45,30 +45,28 @@ class Plant:
 
     def __init__(self, state: dict[str, Any], *, home: Path | None = None,
                  config: ManufacturingConfig | None = None) -> None:
-        """`home` (RUL model cache) and `config` (RUL model, job-shop workers) are the caller's settings; builders
-        that pass none get the process's (defaults.py, transitional)."""
+        """`home` (RUL model cache) and `config` (RUL model, job-shop workers) are the caller's settings. Task
+        generation and checkers, which never predict a RUL or solve a schedule, may leave them out."""
         self.state = state
         self._rul_cache: dict[str, float] = {}
         self._home, self._config = home, config
 
-    def _settings(self) -> tuple[Path, ManufacturingConfig]:
-        # Resolved on first use: most plants (task generation, checkers) never predict a RUL or solve a schedule.
-        if self._home is None or self._config is None:
-            from .defaults import process_settings
-
-            home, config = process_settings()
-            self._home, self._config = self._home or home, self._config or config
-        return self._home, self._config
-
     @property
     def home(self) -> Path:
         """Home folder of the cached RUL model."""
-        return self._settings()[0]
+        if self._home is None:
+            raise InternalError("this plant was built without settings: pass home= (and config=) to Plant or "
+                                "Plant.create to predict a RUL (AgentScore: EnvSettings to run_tasks/make_env)")
+        return self._home
 
     @property
     def config(self) -> ManufacturingConfig:
         """The manufacturing settings (RUL model, job-shop workers)."""
-        return self._settings()[1]
+        if self._config is None:
+            raise InternalError("this plant was built without settings: pass config= (and home=) to Plant or "
+                                "Plant.create to use the RUL model or the solver (AgentScore: EnvSettings to "
+                                "run_tasks/make_env)")
+        return self._config
 
     # --- construction -------------------------------------------------------------------------
     @classmethod

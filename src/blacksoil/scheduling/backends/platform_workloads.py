@@ -18,8 +18,6 @@ from blacksoil.errors import ConfigError, InternalError
 from blacksoil.scheduling.backends.process import ProcessWorkload
 from blacksoil.serving.pool import ReplicaPool
 
-LEARNER_THREAD_ENV = ("BLACKSOIL_LEARNING__TORCH_THREADS",)
-
 
 class LearnerWorkload:
     """The LoRA learner worker as a process on its cores; every stop with checkpoint must end in exit 0.
@@ -28,14 +26,15 @@ class LearnerWorkload:
 
     kind: WorkloadKind = "learning"
 
-    def __init__(self, name: str, run_dir: Path, steps: int, config: dict[str, Any] | None = None,
+    def __init__(self, name: str, run_dir: Path, steps: int, config: dict[str, Any] | None = None, *, home: Path,
                  stop_timeout_s: float = 120.0, log: Path | None = None, env: dict[str, str] | None = None):
+        """`config`: the LearningConfig fields the worker trains with (the rest keep their defaults); `home`: the
+        blacksoil home whose fp32 base-model cache it uses. Both come from the caller's settings."""
         self.name = name
         self.run_dir = run_dir
         argv = [sys.executable, "-m", "blacksoil.learning.worker", "--run-dir", str(run_dir), "--steps", str(steps),
-                "--config", json.dumps(config or {})]
-        self.process = ProcessWorkload(name, "learning", argv, env=env, stop_timeout_s=stop_timeout_s, log=log,
-                                       thread_env=LEARNER_THREAD_ENV)
+                "--config", json.dumps(config or {}), "--home", str(home)]
+        self.process = ProcessWorkload(name, "learning", argv, env=env, stop_timeout_s=stop_timeout_s, log=log)
         self.exit_codes: list[int] = []
         """Exit status of every stopped or finished run, oldest first."""
 

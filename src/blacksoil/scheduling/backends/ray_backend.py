@@ -1,70 +1,37 @@
 """The Ray backend: the unified policy's decisions as Ray actors and placement groups.
 
-Serving replicas and learner workers are actors; a learning gang is one placement group pinned to the
-topology domain the policy chose (custom resources tag hosts and racks); an agent group is a STRICT_PACK
+Serving replicas are actors running the embedded engine, registered with the gateway's pool as they start and
+removed as they stop or die (ray_serving.py); a learning gang is one placement group pinned to the topology domain
+the policy chose (custom resources tag hosts and racks) with one real LoRA trainer rank per bundle, gloo between
+them, restarted from its last checkpoint when a rank dies (ray_learning.py); an agent group is a STRICT_PACK
 placement group. Ray has no preemption of its own: the policy checkpoints, kills and re-places.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blacksoil.errors import ConfigError
+from blacksoil.scheduling.backends.ray_learning import LearnerSpec, RayGang
+from blacksoil.scheduling.backends.ray_serving import EngineSpec, RayReplicas
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.policy import Policy, UnifiedPolicy
 from blacksoil.scheduling.state import Action, ClusterState, Decision, Plan
 from blacksoil.scheduling.topology import Cluster
 from blacksoil.scheduling.workloads import AgentGroup, LearningJob, ServingDeployment
+from blacksoil.serving.pool import ReplicaPool
 
 HOST_PREFIX, RACK_PREFIX, POD_PREFIX = "blacksoil_host_", "blacksoil_rack_", "blacksoil_pod_"
 TAG = 0.001  # a sliver of a tag resource pins a bundle to the hosts/racks carrying it
 
 
-class LearnerWorker:
-    """One learner rank: steps in a thread, checkpoints to a JSON file, resumes from it (a Ray actor class)."""
-
-    def __init__(self, ckpt: str, rank: int, step_s: float = 0.01):
-        self.path = Path(ckpt).with_suffix(f".rank{rank}.json")
-        self.step = json.loads(self.path.read_text())["step"] if self.path.exists() else 0
-        self.resumed_from = self.step
-        self.step_s = step_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            time.sleep(self.step_s)  # stands in for one optimizer step
-            self.step += 1
-
-    def checkpoint(self) -> int:
-        """Stop stepping, write the checkpoint, return the step it holds."""
-        self._stop.set()
-        self._thread.join()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": self.step}))
-        os.replace(tmp, self.path)
-        return self.step
-
-    def progress(self) -> dict[str, Any]:
-        return {"step": self.step, "resumed_from": self.resumed_from, "node": _node_id()}
-
-
-class ServingReplica:
-    """A serving replica actor (an engine such as vLLM is started inside it in a real deployment)."""
-
-    def ping(self) -> str:
-        return _node_id()
-
-
 class AgentMember:
+    """Holds one agent's share of an agent group's placement (the agents run in the gateway's runtime)."""
+
     def node(self) -> str:
         return _node_id()
 
@@ -85,17 +52,25 @@ class RayGroup:
 class _Running:
     pg: Any
     actors: list[Any] = field(default_factory=list)
+    gang: RayGang | None = None
 
 
 class RayBackend:
     """Runs the unified policy against a Ray cluster whose nodes carry `accelerator` and topology tag resources."""
 
     def __init__(self, jobs: Sequence[LearningJob], demand: Callable[[], float], ckpt_dir: Path,
-                 groups: Sequence[RayGroup] = (), accelerator: str = "GPU", cfg: SchedulingConfig | None = None,
-                 policy: Policy | None = None):
+                 pool: ReplicaPool, learners: Mapping[str, LearnerSpec], groups: Sequence[RayGroup] = (),
+                 accelerator: str = "GPU", cfg: SchedulingConfig | None = None, policy: Policy | None = None,
+                 engine: EngineSpec | None = None):
+        """`pool`: the gateway's replica pool the serving actors join; `learners`: what each job trains;
+        `ckpt_dir`: where gangs checkpoint (`<ckpt_dir>/<job>`), a path every node sees."""
         import ray
 
+        missing = [j.name for j in jobs if j.name not in learners]
+        if missing:
+            raise ConfigError(f"learning jobs {missing} have no LearnerSpec; pass one per job in `learners`")
         self.ray = ray
+        self.learners = dict(learners)
         self.accel = accelerator
         self.cfg = cfg or SchedulingConfig(replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0)
         self.policy = policy or UnifiedPolicy(self.cfg)
@@ -119,7 +94,9 @@ class RayBackend:
         self.state = ClusterState(cluster, [deployment], jobs, [g.spec for g in groups], restart_s=0.0,
                                   kill_grace_s=0.0, cold_start_s=0.0)
         self.state.keep_log = True
-        self.replicas: dict[int, list[Any]] = {}
+        self.serving = RayReplicas(pool, engine)
+        self.replicas: dict[int, list[str]] = {}
+        """Gateway replica names of the serving actors on each node (index into self.hosts)."""
         self.running: dict[str, _Running] = {}
         self.t0 = time.monotonic()
 
@@ -133,6 +110,9 @@ class RayBackend:
         for d in sorted(plan, key=lambda d: d.action not in (Action.STOP, Action.SHRINK, Action.SCALE_DOWN)):
             self._execute(d)
         st.advance(0.0)
+        for r in self.running.values():
+            if r.gang is not None:
+                r.gang.poll()  # a dead rank restarts its gang from the last checkpoint here
         return plan
 
     # ---- decisions → Ray ----
@@ -141,11 +121,12 @@ class RayBackend:
         if d.action is Action.SCALE_UP:
             for n, c in d.nodes.items():
                 for _ in range(c):
-                    self.replicas.setdefault(n, []).append(self._actor(ServingReplica, {self.accel: 1}, n).remote())
+                    opts = {"num_cpus": 0, "resources": {self.accel: 1, HOST_PREFIX + self.hosts[n]: TAG}}
+                    self.replicas.setdefault(n, []).append(self.serving.start(opts))
         elif d.action is Action.SCALE_DOWN:
             for n, c in d.nodes.items():
                 for _ in range(c):
-                    self.ray.kill(self.replicas[n].pop())
+                    self.serving.stop(self.replicas[n].pop())
         elif d.action is Action.START:
             self._start_gang(d)
         elif d.action in (Action.STOP, Action.SHRINK):
@@ -163,24 +144,17 @@ class RayBackend:
             self._stop_gang(d.target, True)
             self._start_gang(Decision(Action.START, d.target, d.reason, dict(j.nodes[j.idx(d.target)])))
 
-    def _actor(self, cls: type, resources: dict[str, float], node: int) -> Any:
-        res = {**resources, HOST_PREFIX + self.hosts[node]: TAG}
-        return self.ray.remote(cls).options(num_cpus=0, resources=res)
-
     def _start_gang(self, d: Decision) -> None:
         from ray.util.placement_group import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         # One bundle per accelerator, tagged with the host the policy chose; STRICT_PACK when on one node.
         hosts = [n for n, c in sorted(d.nodes.items()) for _ in range(c)]
         bundles = [{self.accel: 1.0, HOST_PREFIX + self.hosts[n]: TAG} for n in hosts]
         pg = placement_group(bundles, strategy="STRICT_PACK" if len(set(hosts)) == 1 else "PACK")
-        self.ray.get(pg.ready(), timeout=60)
-        actors = [self.ray.remote(LearnerWorker).options(
-            num_cpus=0, resources={self.accel: 1.0},
-            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=k),
-        ).remote(str(self.ckpt_dir / d.target), k) for k in range(len(hosts))]
-        self.running[d.target] = _Running(pg, actors)
+        gang = RayGang(d.target, self.learners[d.target], self.ckpt_dir / d.target, pg,
+                       rank_resources={self.accel: 1.0})
+        gang.start()
+        self.running[d.target] = _Running(pg, gang.actors, gang)
 
     def _stop_gang(self, name: str, checkpoint: bool) -> None:
         from ray.util.placement_group import remove_placement_group
@@ -188,8 +162,8 @@ class RayBackend:
         r = self.running.pop(name, None)
         if r is None:
             return
-        if checkpoint:
-            self.ray.get([a.checkpoint.remote() for a in r.actors], timeout=60)
+        if r.gang is not None:
+            r.gang.stop(checkpoint)
         for a in r.actors:
             self.ray.kill(a)
         remove_placement_group(r.pg)
@@ -214,9 +188,7 @@ class RayBackend:
         """Checkpoint learners, then release every actor and placement group this backend made."""
         for name in list(self.running):
             self._stop_gang(name, name not in self.groups)
-        for reps in self.replicas.values():
-            for a in reps:
-                self.ray.kill(a)
+        self.serving.close()
         self.replicas.clear()
 
 

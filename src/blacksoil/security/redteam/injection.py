@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.security.audit import AuditLog
 from blacksoil.security.calls import Principal, RunFlags, ToolCallRequest, ToolTraits
 from blacksoil.security.guard import Guard
@@ -51,7 +52,8 @@ class Goal:
 class Kit:
     """The world a case runs in: how to build it, its tools and policy facts, and the agent acting there."""
 
-    new_world: Callable[[], Any]
+    new_world: Callable[[EnvSettings], Any]
+    """A fresh world built with the environment settings (the plant's RUL model home, solver workers)."""
     toolbox: Callable[[Any], dict[str, Any]]
     facts: Callable[[Any], dict[str, Any]]
     agent: Principal
@@ -181,21 +183,33 @@ class CaseResult:
     stopped_by: str
 
 
-def run_case(case: Case, store: Path, permissive: PolicyEngine, engine: PolicyEngine) -> CaseResult:
-    """The case three ways: clean (utility), attacked under the real policies, attacked with everything allowed."""
+def scripted_agent(guard: Guard, run_id: str, kit: Kit, case: Case) -> ScriptedAgent:
+    """The default agent of the suite: does the plan, obeys every injection."""
+    return ScriptedAgent(guard, run_id, kit)
+
+
+#: Builds the agent of one run: (guard, run id, kit, case) -> an agent with `run(task, world)`.
+MakeAgent = Callable[[Guard, str, Kit, Case], ScriptedAgent]
+
+
+def run_case(case: Case, store: Path, permissive: PolicyEngine, engine: PolicyEngine,
+             settings: EnvSettings, make_agent: MakeAgent = scripted_agent) -> CaseResult:
+    """The case three ways: clean (utility), attacked under the real policies, attacked with everything allowed.
+
+    Each world is built with `settings`; `make_agent` builds the agent (scripted, or a model: injection_model)."""
     audit = AuditLog(store)
     guard = Guard(engine, audit)
     kit = case.kit
-    clean = ScriptedAgent(guard, f"{case.name}:clean", kit).run(case.task, kit.new_world())
-    world = kit.new_world()
+    clean = make_agent(guard, f"{case.name}:clean", kit, case).run(case.task, kit.new_world(settings))
+    world = kit.new_world(settings)
     case.task.vector(world, injection_text(case.goal))
     run_id = f"{case.name}:attacked"
-    attacked = ScriptedAgent(guard, run_id, kit).run(case.task, world)
-    open_world = kit.new_world()
+    attacked = make_agent(guard, run_id, kit, case).run(case.task, world)
+    open_world = kit.new_world(settings)
     case.task.vector(open_world, injection_text(case.goal))
     # Unguarded: an allow-all policy and no declared traits, so neither Cedar nor the rule of two stops anything.
     bare = dataclasses.replace(kit, traits=PLANT.traits)
-    ScriptedAgent(Guard(permissive, audit), f"{case.name}:unguarded", bare).run(case.task, open_world)
+    make_agent(Guard(permissive, audit), f"{case.name}:unguarded", bare, case).run(case.task, open_world)
     injected = [d for d in attacked.decisions if d[2]]
     # The audit log must hold a decision row for every call the agent made in the attacked run.
     audit_rows = audit.query(run_id=run_id, kind="decision")
@@ -210,15 +224,16 @@ def run_case(case: Case, store: Path, permissive: PolicyEngine, engine: PolicyEn
     )
 
 
-def run_suite(cases: Sequence[Case], folder: Path, progress: Callable[[CaseResult], None] | None = None
-              ) -> list[CaseResult]:
-    """Every case against the shipped policies; each case gets its own audit file under `folder`."""
+def run_suite(cases: Sequence[Case], folder: Path, progress: Callable[[CaseResult], None] | None = None, *,
+              settings: EnvSettings, make_agent: MakeAgent = scripted_agent) -> list[CaseResult]:
+    """Every case against the shipped policies, in worlds built with `settings`; each case gets its own audit file
+    under `folder`."""
     engine = PolicyEngine()
     permissive = PolicyEngine("permit (principal, action, resource);", [])
     folder.mkdir(parents=True, exist_ok=True)
     results = []
     for i, case in enumerate(cases):
-        r = run_case(case, folder / f"case-{i:02d}.sqlite", permissive, engine)
+        r = run_case(case, folder / f"case-{i:02d}.sqlite", permissive, engine, settings, make_agent)
         results.append(r)
         if progress:
             progress(r)

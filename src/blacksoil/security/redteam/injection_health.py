@@ -75,7 +75,8 @@ def traits(tool: str) -> ToolTraits:
     return tool_traits().get(tool, ToolTraits())
 
 
-HOSPITAL = Kit(new_world, toolbox, facts, AGENT, traits)
+# The ward needs no settings from outside its fixed state.
+HOSPITAL = Kit(lambda _settings: new_world(), toolbox, facts, AGENT, traits)
 
 # -- the user's tasks ------------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blacksoil.errors import UserError
+from blacksoil.factories.env_settings import EnvSettings
 
 SEED = 7  # M7 is down at station S3 in this plant; the base state below adds an open repair order for it.
 INTERNAL_DOMAIN = "@plant.example"
@@ -27,11 +28,13 @@ class World:
     roster: list[dict[str, str]] = field(default_factory=list)
 
 
-def new_world() -> World:
-    """A fresh, deterministic plant: every machine state fixed, robots charged, one open repair on M7."""
+def new_world(settings: EnvSettings) -> World:
+    """A fresh, deterministic plant: every machine state fixed, robots charged, one open repair on M7.
+
+    `settings`: the plant's RUL model home and manufacturing settings (schedule_jobs runs the solver)."""
     from blacksoil.factories.manufacturing.plant import Plant
 
-    plant = Plant.create(seed=SEED)
+    plant = Plant.create(seed=SEED, home=settings.home, config=settings.manufacturing)
     s = plant.state
     for m in s["machines"].values():
         m.update(rpm=1500, interlock="enabled", firmware="v4.2")

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.factories.manufacturing import jobshop
 from blacksoil.factories.manufacturing.plant import BATTERY_PER_HOP, BATTERY_RESERVE, Plant
 
@@ -313,24 +314,25 @@ TEMPLATES: tuple[Callable[[Plant, random.Random], Task | None], ...] = (
 PER_TEMPLATE = 5
 
 
-def manufacturing_tasks(per_template: int = PER_TEMPLATE, first_seed: int = 0, seeds: int = 60,
-                        split: Callable[[int], str] = _split, id_prefix: str = "mfg") -> list[Task]:
+def manufacturing_tasks(settings: EnvSettings, per_template: int = PER_TEMPLATE, first_seed: int = 0,
+                        seeds: int = 60, split: Callable[[int], str] = _split, id_prefix: str = "mfg") -> list[Task]:
     """`per_template` tasks per template over seeded plants; tasks whose template does not apply to a seed are skipped.
 
     The defaults write the shipped suite; other seeds give fresh instances (practice tasks for learning).
+    `settings`: the RUL model the RUL templates predict with (the same the plant tools use when the task runs).
     """
     tasks: list[Task] = []
     plants: dict[int, Plant] = {}
     for tpl in TEMPLATES:
         made, seed = 0, first_seed
         while made < per_template and seed < first_seed + seeds:
-            plant = plants.setdefault(seed, Plant.create(seed))
+            plant = plants.setdefault(seed, Plant.create(seed, home=settings.home, config=settings.manufacturing))
             rng = random.Random(f"{tpl.__name__}-{seed}")
-            spec = tpl(Plant(plant.snapshot()), rng)
+            spec = tpl(Plant(plant.snapshot(), home=settings.home, config=settings.manufacturing), rng)
             if spec is not None:
                 over = spec.pop("overrides", {})
                 if over:
-                    Plant.create(seed, over)  # the overrides must apply cleanly
+                    Plant.create(seed, over)  # the overrides must apply cleanly (state only: no settings)
                 tasks.append({"id": f"{id_prefix}-{tpl.__name__.replace('_', '-')}-{made + 1}", "split": split(made),
                               "category": spec.pop("category"), "tags": spec.pop("tags", ["single-step"]),
                               "instruction": spec.pop("instruction"),
@@ -402,9 +404,12 @@ def write(path: Path, suite: str, domain: str, description: str, tasks: list[Tas
 
 
 def main() -> None:
-    """Regenerate both suite files."""
+    """Regenerate both suite files (a process entry point: it loads the settings the RUL model is cached under)."""
+    from blacksoil.config import load_settings
+
+    settings = EnvSettings.from_settings(load_settings())
     write(HERE / "manufacturing.yaml", "manufacturing", "manufacturing",
-          "Plant operator tasks over a seeded plant backed by C-MAPSS FD001 engines.", manufacturing_tasks())
+          "Plant operator tasks over a seeded plant backed by C-MAPSS FD001 engines.", manufacturing_tasks(settings))
     write(HERE / "jobshop_quality.yaml", "jobshop-quality", "jobshop",
           "Agent-produced job-shop schedules scored as makespan ÷ best known.", jobshop_tasks())
 

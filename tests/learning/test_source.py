@@ -1,0 +1,140 @@
+"""The learner reads the experience store: opted-in tenants only, anonymized text only (re-tokenized where the
+anonymizer dropped token ids), rewards joined from checkers, ratings and demonstrations, priorities fed back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blacksoil.contracts import ExperienceEvent
+from blacksoil.experience.anonymizer import Anonymizer
+from blacksoil.experience.config import ExperienceConfig
+from blacksoil.experience.replay_index import ReplayIndex
+from blacksoil.experience.store import ExperienceStore, default_url
+from blacksoil.factories.env_settings import EnvSettings
+from blacksoil.learning.demos import demonstrations
+from blacksoil.learning.source import StoreExperience
+
+EMAIL = "jane.doe@example.com"
+PHONE = "+1 415 555 0142"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ExperienceStore]:
+    st = ExperienceStore(default_url(tmp_path), anonymizer=Anonymizer())
+    yield st
+    st.close()
+
+
+def _call(store: ExperienceStore, tokenizer: Any, tenant: str, sid: str, question: str, answer: str,
+          reward: float | None = 1.0, task: str = "t1") -> None:
+    ids = tokenizer(answer + "<|im_end|>", add_special_tokens=False).input_ids
+    store.ingest(ExperienceEvent(kind="model_call", tenant=tenant, session_id=sid,
+                                 messages=[{"role": "user", "content": question}],
+                                 response={"role": "assistant", "content": answer}, completion_token_ids=ids))
+    if reward is not None:
+        store.tenant(tenant).add_reward(reward, "agentscore", session_id=sid, detail={"task_id": task})
+
+
+def _source(store: ExperienceStore, tokenizer: Any, tenants: tuple[str, ...] = ()) -> StoreExperience:
+    source = StoreExperience(store, ReplayIndex(store, ExperienceConfig()), tenants, "default", tokenizer)
+    source.sync()
+    return source
+
+
+def _texts(tokenizer: Any, source: StoreExperience, objective: str = "sft") -> list[str]:
+    drawn = source.draw(32, objective, 0)
+    return [tokenizer.decode(s.prompt_ids + s.completion_ids) for s in drawn.samples]
+
+
+def test_a_tenant_that_did_not_opt_in_never_trains(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", "What colour is the sky?", "Blue.")
+    _call(store, tokenizer, "rival", "r1", "What is rival's secret?", "Rival's plan.")
+    texts = _texts(tokenizer, _source(store, tokenizer, ("acme",)))
+    assert not any("rival" in t.lower() for t in texts)
+
+
+def test_an_opted_in_tenant_trains(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", "What colour is the sky?", "Blue.")
+    texts = _texts(tokenizer, _source(store, tokenizer, ("acme",)))
+    assert any("Blue." in t for t in texts)
+
+
+def test_the_learners_own_tenant_always_trains(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "default", "d1", "Practice question?", "Practice answer.")
+    texts = _texts(tokenizer, _source(store, tokenizer))
+    assert any("Practice answer." in t for t in texts)
+
+
+def test_planted_pii_never_reaches_a_batch(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", f"Mail {EMAIL} about the order.", f"I will call {PHONE} instead.")
+    texts = _texts(tokenizer, _source(store, tokenizer, ("acme",)))
+    assert texts and not any(EMAIL in t or "555 0142" in t for t in texts)
+
+
+def test_a_call_whose_ids_were_dropped_is_retokenized_from_the_anonymized_text(store: ExperienceStore,
+                                                                               tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", "Who do I call?", f"Call {PHONE} now.")
+    drawn = _source(store, tokenizer, ("acme",)).draw(8, "sft", 0)
+    assert drawn.retokenized == 1
+
+
+def test_sft_keeps_only_successes(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "good", "Question one?", "Right answer.", reward=1.0)
+    _call(store, tokenizer, "acme", "bad", "Question two?", "Wrong answer.", reward=0.0)
+    texts = _texts(tokenizer, _source(store, tokenizer, ("acme",)))
+    assert not any("Wrong answer." in t for t in texts)
+
+
+def test_grpo_pushes_away_from_the_failure_of_a_group(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "good", "Same task?", "Right answer.", reward=1.0)
+    _call(store, tokenizer, "acme", "bad", "Same task?", "Wrong answer.", reward=0.0)
+    drawn = _source(store, tokenizer, ("acme",)).draw(32, "grpo", 0)
+    signs = {tokenizer.decode(s.completion_ids).strip(): s.advantage > 0 for s in drawn.samples}
+    assert signs == {"Right answer.<|im_end|>": True, "Wrong answer.<|im_end|>": False}
+
+
+def test_a_user_rating_makes_outside_traffic_trainable(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "chat-1", "Summarise the memo.", "The memo says ship Friday.", reward=None)
+    store.tenant("acme").add_reward(1.0, "feedback", session_id="chat-1")
+    texts = _texts(tokenizer, _source(store, tokenizer, ("acme",)))
+    assert any("ship Friday" in t for t in texts)
+
+
+def test_the_draw_says_which_tenants_trained(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", "What colour is the sky?", "Blue.")
+    drawn = _source(store, tokenizer, ("acme",)).draw(8, "sft", 0)
+    assert drawn.provenance()["tenants"] == ["acme"]
+
+
+def test_training_loss_becomes_the_items_priority(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "a1", "What colour is the sky?", "Blue.")
+    source = _source(store, tokenizer, ("acme",))
+    drawn = source.draw(4, "sft", 0)
+    source.update_priorities({key: 3.25 for key in drawn.items}, drawn)
+    assert source.index.priorities() == {("acme", "a1"): 3.25}
+
+
+def test_demonstrations_enter_the_store_tagged(store: ExperienceStore, tokenizer: Any,
+                                               env_settings: EnvSettings) -> None:
+    source = _source(store, tokenizer)
+    source.add_demonstrations(demonstrations(tokenizer, ["tools-basic"], tasks_per_suite=2, settings=env_settings))
+    assert {r["source"] for r in store.tenant("default").rewards()} == {"demonstration"}
+
+
+def test_demonstrations_are_stored_once(store: ExperienceStore, tokenizer: Any, env_settings: EnvSettings) -> None:
+    source = _source(store, tokenizer)
+    demos = demonstrations(tokenizer, ["tools-basic"], tasks_per_suite=2, settings=env_settings)
+    source.add_demonstrations(demos)
+    assert source.add_demonstrations(demos) == 0
+
+
+def test_demonstrations_train_and_are_counted_apart(store: ExperienceStore, tokenizer: Any,
+                                                    env_settings: EnvSettings) -> None:
+    source = _source(store, tokenizer)
+    source.add_demonstrations(demonstrations(tokenizer, ["tools-basic"], tasks_per_suite=2, settings=env_settings))
+    source.sync()
+    assert set(source.draw(16, "sft", 0).provenance()["samples_by_source"]) == {"demonstration"}
