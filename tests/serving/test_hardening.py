@@ -38,16 +38,21 @@ def _engine_busy_slots(gw: GatewayHandle) -> int:
     return sum(bool(s.get("is_processing")) for s in slots)
 
 
+def _inflight_after(gw: GatewayHandle, seconds: float) -> int:
+    """Requests r0 still counts once they are all gone or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while gw.pool.inflight("r0") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gw.pool.inflight("r0")
+
+
 # -- finding 1: abandoned work, limits --
 
 def test_client_disconnect_cancels_a_non_streaming_request(gw: GatewayHandle) -> None:
     body = {"model": gw.model, "prompt": "Count: 1, 2,", "max_tokens": 400, "ignore_eos": True}
     with pytest.raises(httpx.TimeoutException):
         httpx.post(gw.url + "/v1/completions", json=body, timeout=1.5)  # the client gives up mid-generation
-    deadline = time.monotonic() + 3
-    while gw.pool.inflight("r0") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gw.pool.inflight("r0") == 0
+    assert _inflight_after(gw, 3.0) == 0
 
 
 def test_client_disconnect_frees_the_engine_slot(gw: GatewayHandle) -> None:
@@ -227,10 +232,7 @@ def test_concurrent_disconnects_leave_no_slot_behind(gw: GatewayHandle) -> None:
         t.start()
     for t in threads:
         t.join()
-    deadline = time.monotonic() + 4
-    while gw.pool.inflight("r0") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gw.pool.inflight("r0") == 0
+    assert _inflight_after(gw, 4.0) == 0
 
 
 def test_a_stream_abandoned_while_queued_gives_its_place_back(gw: GatewayHandle) -> None:
@@ -249,7 +251,4 @@ def test_a_stream_abandoned_while_queued_gives_its_place_back(gw: GatewayHandle)
         r.read()
     for t in busy:
         t.join()
-    deadline = time.monotonic() + 4
-    while gw.pool.inflight("r0") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert gw.pool.inflight("r0") == 0
+    assert _inflight_after(gw, 4.0) == 0

@@ -52,8 +52,6 @@ class ReplayIndex:
 
     def __init__(self, store: ExperienceStore, cfg: ExperienceConfig, seed: int = 0) -> None:
         self.store, self.cfg, self.seed = store, cfg, seed
-        self._tree: PrioritizedReplay | None = None
-        self._tree_version: int | None = None
         self._rows: dict[int, _Row] = {}
         self._samples = 0
 
@@ -70,7 +68,6 @@ class ReplayIndex:
             changed += self._sync_tenant(tenant, now)
         if changed:
             self._evict()
-            self._tree = None
         return changed
 
     def _sync_tenant(self, tenant: str, now: float) -> int:

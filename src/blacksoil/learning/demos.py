@@ -17,11 +17,12 @@ from blacksoil.errors import ConfigError
 from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.learning.collect import Attempt
 
-_END = "<|im_end|>"
+END = "<|im_end|>"
+"""The default model's end of turn, closing every completion the engine produces."""
 
 
 def _completion_ids(tokenizer: Any, payload: dict[str, Any]) -> tuple[int, ...]:
-    ids = tokenizer(json.dumps(payload) + _END, add_special_tokens=False).input_ids
+    ids = tokenizer(json.dumps(payload) + END, add_special_tokens=False).input_ids
     return tuple(int(i) for i in ids)
 
 

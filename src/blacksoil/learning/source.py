@@ -26,11 +26,10 @@ from blacksoil.experience.replay_index import Draw, ReplayIndex
 from blacksoil.experience.store import ExperienceStore
 from blacksoil.learning.collect import Attempt
 from blacksoil.learning.dataset import prompt_ids
+from blacksoil.learning.demos import END
 from blacksoil.learning.samples import TrainSample
 
 __all__ = ["Drawn", "StoreExperience", "completion_text"]
-
-_END = "<|im_end|>"
 
 
 @dataclass
@@ -70,9 +69,9 @@ def completion_text(call: dict[str, Any]) -> str | None:
                 parsed = json.loads(args) if isinstance(args, str) else args
             except json.JSONDecodeError:
                 return None  # teaching a broken call would be worse than skipping it
-            return json.dumps({"name": fn["name"], "arguments": parsed}) + _END
-        return json.dumps({"answer": message.get("content") or ""}) + _END
-    return (message.get("content") or message.get("text") or "") + _END
+            return json.dumps({"name": fn["name"], "arguments": parsed}) + END
+        return json.dumps({"answer": message.get("content") or ""}) + END
+    return (message.get("content") or message.get("text") or "") + END
 
 
 class StoreExperience:
