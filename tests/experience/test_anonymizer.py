@@ -50,6 +50,18 @@ def test_part_numbers_that_look_like_phones_are_kept(anonymizer: Anonymizer) -> 
     assert out == text and n == 0
 
 
+@pytest.mark.parametrize("text", ["furnace at 78.12345678 C", "value 193.3333333333",
+                                  "round(40.166666667 * 4.1, 2)"])
+def test_decimal_readings_are_not_phone_numbers(anonymizer: Anonymizer, text: str) -> None:
+    assert anonymizer.anonymize_text(text) == (text, 0)
+
+
+@pytest.mark.parametrize("phone", ["415.555.0142", "+1 415 555 0142", "call 415-555-0142"])
+def test_phone_numbers_beside_the_decimal_rule_are_still_found(anonymizer: Anonymizer, phone: str) -> None:
+    out, _ = anonymizer.anonymize_text(f"reach me at {phone} today")
+    assert "555" not in out
+
+
 def test_event_every_field_and_nested_json(anonymizer: Anonymizer) -> None:
     ev = ExperienceEvent(
         kind="tool_step", tenant="t", tool_name="crm.update",

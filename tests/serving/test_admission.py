@@ -1,4 +1,4 @@
-"""The scheduler as pure logic: LAS and priority ordering, session affinity, bounded queue, FCFS, drain."""
+"""The scheduler as pure logic: priority then arrival order, session affinity, bounded queue, FCFS, drain."""
 
 from __future__ import annotations
 
@@ -11,34 +11,45 @@ def _sched(concurrency: int = 1, slots: int = 4, policy: str = "agent", queue_ma
     return s
 
 
-def test_least_attained_service_goes_first() -> None:
-    s = _sched()
-    s.attained.update({"heavy": 30.0, "light": 1.0})
-    s.enqueue(Ticket("a", "heavy"))
-    s.enqueue(Ticket("b", "light"))
-    s.enqueue(Ticket("c", "new"))  # a new session has consumed nothing
-    assert [t.request_id for t in s.dispatch()] == ["c"]
-    s.release(Ticket("c", "new", replica="r0", slot=0), 0.5)
-    order = []
-    for _ in range(2):
+def _order(s: Admission) -> list[str]:
+    """Request ids in the order a one-place replica admits them."""
+    out = []
+    while s.waiting:
         (t,) = s.dispatch()
-        order.append(t.request_id)
-        s.release(t, 0.1)
-    assert order == ["b", "a"]
+        out.append(t.request_id)
+        s.release(t)
+    return out
 
 
-def test_priority_beats_attained_service_and_fcfs_ignores_both() -> None:
+def test_higher_priority_goes_first() -> None:
     s = _sched()
-    s.attained["vip"] = 100.0
-    s.enqueue(Ticket("low", "fresh", priority=0))
-    s.enqueue(Ticket("high", "vip", priority=5))
-    assert [t.request_id for t in s.dispatch()] == ["high"]
-    f = _sched(policy="fcfs")
-    f.attained["x"] = 100.0
-    f.enqueue(Ticket("first", "x"))
-    f.enqueue(Ticket("second", "y", priority=9))
-    (t,) = f.dispatch()
-    assert t.request_id == "first" and t.slot is None  # FCFS lets the engine pick the slot
+    s.enqueue(Ticket("low", "A", priority=0))
+    s.enqueue(Ticket("high", "B", priority=5))
+    assert _order(s) == ["high", "low"]
+
+
+def test_equal_priority_goes_in_arrival_order_however_long_the_session() -> None:
+    s = _sched()
+    for i in range(5):  # session "long" has run five calls already
+        s.enqueue(Ticket(f"long{i}", "long"))
+        _order(s)
+    s.enqueue(Ticket("long5", "long"))
+    s.enqueue(Ticket("new0", "new"))
+    assert _order(s) == ["long5", "new0"]  # no least-attained-service reordering: it lost to FCFS when measured
+
+
+def test_fcfs_ignores_priority() -> None:
+    s = _sched(policy="fcfs")
+    s.enqueue(Ticket("first", "x"))
+    s.enqueue(Ticket("second", "y", priority=9))
+    assert _order(s) == ["first", "second"]
+
+
+def test_fcfs_lets_the_engine_pick_the_slot() -> None:
+    s = _sched(policy="fcfs")
+    s.enqueue(Ticket("a", "A"))
+    (t,) = s.dispatch()
+    assert t.slot is None
 
 
 def test_session_keeps_its_slot_and_lru_slot_is_evicted() -> None:
@@ -47,16 +58,17 @@ def test_session_keeps_its_slot_and_lru_slot_is_evicted() -> None:
     s.enqueue(Ticket("b1", "B"))
     a1, b1 = s.dispatch()
     assert {a1.slot, b1.slot} == {0, 1}
-    s.release(a1, 1.0)
-    s.release(b1, 1.0)
+    s.release(a1)
+    s.release(b1)
     s.enqueue(Ticket("a2", "A"))
     (a2,) = s.dispatch()
     assert (a2.replica, a2.slot) == (a1.replica, a1.slot)
-    s.release(a2, 1.0)
+    s.release(a2)
     s.enqueue(Ticket("c1", "C"))  # no free unowned slot: evicts B's (least recently used)
     (c1,) = s.dispatch()
     assert c1.slot == b1.slot
-    assert "B" not in s.affinity and s.affinity["A"] == ("r0", a1.slot)
+    assert "B" not in s.affinity
+    assert s.affinity["A"] == ("r0", a1.slot)
 
 
 def test_affine_session_waits_for_its_replica_instead_of_moving() -> None:
@@ -64,7 +76,7 @@ def test_affine_session_waits_for_its_replica_instead_of_moving() -> None:
     s.add_replica("r1", 1, 2)
     s.enqueue(Ticket("a1", "A"))
     (a1,) = s.dispatch()
-    s.release(a1, 1.0)
+    s.release(a1)
     s.enqueue(Ticket("b1", "B"))
     (b1,) = s.dispatch()
     assert b1.replica != a1.replica  # new session → least loaded replica
@@ -73,7 +85,7 @@ def test_affine_session_waits_for_its_replica_instead_of_moving() -> None:
     assert x.replica == a1.replica
     s.enqueue(Ticket("a2", "A"))
     assert s.dispatch() == []  # A's prefix lives on a busy replica: wait, don't recompute elsewhere
-    s.release(x, 0.1)
+    s.release(x)
     (a2,) = s.dispatch()
     assert a2.replica == a1.replica
 
@@ -91,14 +103,14 @@ def test_draining_replica_takes_no_new_or_returning_sessions() -> None:
     s = _sched(concurrency=1, slots=2)
     s.enqueue(Ticket("a1", "A"))
     (a1,) = s.dispatch()
-    s.release(a1, 1.0)
+    s.release(a1)
     s.add_replica("green", 1, 2)
     s.set_accepting("r0", False)
     s.enqueue(Ticket("a2", "A"))
     s.enqueue(Ticket("n1", "N"))
     placed = s.dispatch()
     assert [t.replica for t in placed] == ["green"]  # one place on green; the other waits for it
-    s.release(placed[0], 0.1)
+    s.release(placed[0])
     assert [t.replica for t in s.dispatch()] == ["green"]
 
 
@@ -106,7 +118,7 @@ def test_unhealthy_replica_gets_nothing_and_forgets_its_caches() -> None:
     s = _sched(concurrency=1, slots=2)
     s.enqueue(Ticket("a1", "A"))
     (a1,) = s.dispatch()
-    s.release(a1, 1.0)
+    s.release(a1)
     s.set_healthy("r0", False)
     assert "A" not in s.affinity
     s.enqueue(Ticket("a2", "A"))

@@ -24,7 +24,7 @@ async def _cancel_as_place_is_granted(ticks: int) -> tuple[bool, int] | None:
     await pool.acquire(holder)
     waiter = asyncio.ensure_future(pool.acquire(Ticket("waiter")))
     await asyncio.sleep(0)  # the waiter is queued
-    pool.release(holder, 0.0)  # grants the place to the waiter
+    pool.release(holder)  # grants the place to the waiter
     for _ in range(ticks):
         await asyncio.sleep(0)
     if waiter.done():  # it got its place before the hang-up: the caller owns the release, no race here

@@ -38,7 +38,7 @@ from blacksoil.experience.presidio_offline import (
     SpacyNlpEngine,
     blank_english,
 )
-from blacksoil.experience.recognizers import custom_recognizers, is_part_number, presidio_recognizers
+from blacksoil.experience.recognizers import custom_recognizers, is_measurement, is_part_number, presidio_recognizers
 
 Mode = Literal["redact", "encrypt"]
 
@@ -139,7 +139,8 @@ class Anonymizer:
             return []
         found = self.analyzer.analyze(text=text, language="en", entities=self.entities,
                                       score_threshold=self.score_threshold)
-        found = [r for r in found if not (r.entity_type == "PHONE_NUMBER" and is_part_number(text, r.start))]
+        found = [r for r in found if not (r.entity_type == "PHONE_NUMBER" and (
+            is_part_number(text, r.start) or is_measurement(text, r.start, r.end)))]
         found.sort(key=lambda r: (-(r.end - r.start), -r.score))
         kept: list[RecognizerResult] = []
         for r in found:

@@ -136,3 +136,13 @@ NOT_A_PHONE_BEFORE = re.compile(
 def is_part_number(text: str, start: int) -> bool:
     """True when the number starting at `start` is introduced as a part/order/lot number."""
     return NOT_A_PHONE_BEFORE.search(text[max(0, start - 16) : start]) is not None
+
+
+_DECIMAL = re.compile(r"\d+\.\d+")
+
+
+def is_measurement(text: str, start: int, end: int) -> bool:
+    """True when a phone-shaped match is a decimal number (78.12345678) or its fraction digits (the `12345678`
+    of `78.12345678`): a sensor reading or a computed value, never a phone number (a dotted phone number has
+    two dots)."""
+    return _DECIMAL.fullmatch(text[start:end]) is not None or bool(re.search(r"\d\.$", text[max(0, start - 2):start]))

@@ -4,8 +4,10 @@ Two measurements of `blacksoil bench serving`, both on one engine with few slots
 
 - programs: N agent programs (each a session of 1–20 model calls, heavy-tailed, with tool pauses between calls)
   arrive within a few seconds on an engine with far fewer slots than programs. The same programs run under
-  FCFS and under the agent policy (priority, least attained service per session, slot affinity) of the same
-  gateway; the metric is each program's completion time, arrival to last answer (Autellix, Luo et al. 2025).
+  FCFS and under the default agent policy (priority, then arrival; slot affinity) of the same gateway; the
+  metric is each program's completion time, arrival to last answer (Autellix, Luo et al. 2025), plus the
+  prompt tokens each arm's engine computed and took from its cache (what slot affinity is for). Least attained
+  service per session was measured here too, lost as often as it won, and was removed (serving/admission.py).
 - tenant isolation: a calm tenant's TTFT p99 while a tenant limited to `max_concurrent = 1` uses exactly its
   share, and while it floods with many more requests (tests/serving/test_tenancy_isolation.py asserts ≤ 1.2).
 """
@@ -100,14 +102,30 @@ async def _both(gws: dict[str, GatewayHandle], progs: list[list[Turn]], seed: in
     return dict(zip(arms, done, strict=True))
 
 
+def _prompt_counters(gw: GatewayHandle) -> dict[str, float]:
+    """llama.cpp's prompt-token counters (computed, cached) of the gateway's one engine."""
+    from blacksoil.serving.bench import engine_prompt_counters  # bench imports this module
+
+    engine = gw.pool.replicas["r0"].engine
+    return engine_prompt_counters(engine.root_url, engine.auth_headers())
+
+
 def program_arms(gws: dict[str, GatewayHandle], progs: list[list[Turn]], *, seed: int,
-                 arrival_window_s: float = 40.0) -> dict[str, list[float]]:
-    """Completion times of the same programs on each gateway ('fcfs', 'agent'), the arms at the same time.
+                 arrival_window_s: float = 40.0) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Completion times of the same programs on each gateway ('fcfs', 'agent'), the arms at the same time, and
+    the prompt tokens each arm's engine computed and reused (`prompt_tokens_computed_<arm>`, `..._cached_<arm>`).
 
     Each arm has its own engine with the same settings; running them side by side gives both the same machine
     load (on a shared machine, arms run one after the other differed by 1.7× from drift alone).
     """
-    return asyncio.run(_both(gws, progs, seed, arrival_window_s))
+    before = {a: _prompt_counters(gw) for a, gw in gws.items()}
+    times = asyncio.run(_both(gws, progs, seed, arrival_window_s))
+    cache: dict[str, Any] = {}
+    for a, gw in gws.items():
+        after = _prompt_counters(gw)
+        for kind in ("computed", "cached"):
+            cache[f"program_prompt_tokens_{kind}_{a}"] = after[kind] - before[a][kind]
+    return times, cache
 
 
 # -- tenant isolation --
@@ -181,10 +199,10 @@ def run_scarce(s: Settings, *, quick: bool, seed: int, n_programs: int = 24,
     with contextlib.ExitStack() as stack:
         gws = {arm: stack.enter_context(gateway(s, serving=cfg.model_copy(update={"policy": arm})))
                for arm in ("fcfs", "agent")}
-        times = program_arms(gws, progs, seed=seed, arrival_window_s=40.0 if quick else 60.0)
+        times, cache = program_arms(gws, progs, seed=seed, arrival_window_s=40.0 if quick else 60.0)
         console.log(f"programs done at {time.perf_counter() - t0:.0f} s; 5/5 tenant isolation")
         iso = tenant_isolation(gws["agent"].url, n=16 if quick else 32)
-    keys = summary(times) | iso | {"programs": n_programs, "program_calls": sum(len(p) for p in progs),
+    keys = summary(times) | cache | iso | {"programs": n_programs, "program_calls": sum(len(p) for p in progs),
                                    "program_slots": slots, "scarce_wall_s": time.perf_counter() - t0}
     rows = [
         ["4 scarce slots", f"program completion mean / p99 (s), {n_programs} programs on {slots} slots",
@@ -192,6 +210,10 @@ def run_scarce(s: Settings, *, quick: bool, seed: int, n_programs: int = 24,
          f"{keys['program_mean_s_fcfs']:.1f} / {keys['program_p99_s_fcfs']:.1f}",
          f"agent | FCFS, side by side; speedup mean {keys['program_mean_speedup']:.2f}× p99 "
          f"{keys['program_p99_speedup']:.2f}×"],
+        ["4 scarce slots", "prompt tokens computed / from cache",
+         f"{cache['program_prompt_tokens_computed_agent']:.0f} / {cache['program_prompt_tokens_cached_agent']:.0f}",
+         f"{cache['program_prompt_tokens_computed_fcfs']:.0f} / {cache['program_prompt_tokens_cached_fcfs']:.0f}",
+         "llama.cpp's own counters per arm (slot affinity vs the engine's own slot choice)"],
         ["5 tenant isolation", "calm tenant TTFT p99 (ms)", f"{iso['tenant_flood_ttft_p99_ms']:.0f}",
          f"{iso['tenant_fair_share_ttft_p99_ms']:.0f}",
          f"flood (8 clients, max_concurrent 1) | flood tenant at its share; ratio "

@@ -94,7 +94,7 @@ class Gateway:
             await self._failed(call, e)
             raise
         finally:
-            self._release(call, time.perf_counter() - t0)
+            self._release(call)
         timings = out.get("timings") or {}
         call.ttft_s = (t0 - call.arrived) + timings.get("prompt_ms", 0.0) / 1000  # engine-reported prefill
         choice = out["choices"][0]
@@ -128,7 +128,6 @@ class Gateway:
         return self._sse(call, plan, body, replica)
 
     async def _sse(self, call: Call, plan: ToolPlan, body: dict[str, Any], replica: Replica) -> AsyncIterator[str]:
-        t0 = time.perf_counter()
         last: float | None = None
         text: list[str] = []
         usage: dict[str, Any] = {}
@@ -186,22 +185,22 @@ class Gateway:
                 yield _sse({"id": call.id, "object": "chat.completion.chunk", "created": int(time.time()),
                             "model": self.pool.served_name, "choices": [], "usage": usage})
         except BlacksoilError as e:
-            self._release(call, time.perf_counter() - t0)
+            self._release(call)
             await self._failed(call, e)
             yield _sse(http_error_body(e, self.home))
             yield "data: [DONE]\n\n"
             return
         except Exception as e:  # a bug: the stream still ends in the one error shape and [DONE], never cut
-            self._release(call, time.perf_counter() - t0)
+            self._release(call)
             log.exception("stream %s failed", call.id)
             yield _sse(error_body(f"internal error ({type(e).__name__}); see the gateway log", "internal_error",
                                   "500", None))
             yield "data: [DONE]\n\n"
             return
         except BaseException:  # the client hung up (generator closed) or the task was cancelled
-            self._release(call, time.perf_counter() - t0)
+            self._release(call)
             raise
-        self._release(call, time.perf_counter() - t0)
+        self._release(call)
         # The event is stored before the last byte: a client that saw [DONE] can rely on it (a crash right
         # after [DONE] used to lose the event).
         if streamer is not None:
@@ -243,7 +242,7 @@ class Gateway:
                 if replica.engine.alive() or attempt == 2:
                     break
                 # Its engine died after the last request: requeue; the restart puts the replica back.
-                self.pool.release(ticket, 0.0)
+                self.pool.release(ticket)
                 self.pool.report_failure(replica.name)
                 await asyncio.sleep(0.1)
         except BaseException:
@@ -260,10 +259,10 @@ class Gateway:
             body["id_slot"] = ticket.slot
         return replica
 
-    def _release(self, call: Call, engine_s: float) -> None:
+    def _release(self, call: Call) -> None:
         assert call.ticket is not None
         self.metrics.running.dec()
-        self.pool.release(call.ticket, engine_s)
+        self.pool.release(call.ticket)
         self.tenants.leave(call.tenant)
         if call.trace is not None:
             call.trace.engine_done()

@@ -245,16 +245,16 @@ class ReplicaPool:
                         retry_after_s=5.0,
                     ) from None
                 if isinstance(e, asyncio.CancelledError):  # placed meanwhile: give the place back
-                    self.release(ticket, 0.0)
+                    self.release(ticket)
                     raise
         with self._lock:
             assert ticket.replica is not None
             return self.replicas[ticket.replica]
 
-    def release(self, ticket: Ticket, engine_s: float) -> None:
-        """Give the place back and charge the session `engine_s` of service."""
+    def release(self, ticket: Ticket) -> None:
+        """Give the place back (and hand it to the next waiting request)."""
         with self._lock:
-            self.admission.release(ticket, engine_s)
+            self.admission.release(ticket)
             self._pump()
 
     def _capacity(self) -> int:
@@ -264,7 +264,7 @@ class ReplicaPool:
         for t in self.admission.dispatch():
             waiter = self._waiters.pop(t.request_id, None)
             if waiter is None:  # the caller gave up between enqueue and dispatch
-                self.admission.release(t, 0.0)
+                self.admission.release(t)
                 continue
             loop, fut = waiter
             loop.call_soon_threadsafe(_resolve, fut, t)
