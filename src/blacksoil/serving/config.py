@@ -6,6 +6,7 @@ One frozen model, grouped under the root settings object (blacksoil.config.Setti
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -63,6 +64,30 @@ class TracingConfig(ComponentConfig):
         return v
 
 
+class VllmConfig(ComponentConfig):
+    """The vLLM engine (`[serving] engine = "vllm"`): vLLM's OpenAI server as a child process of the gateway."""
+
+    python: str | None = None
+    """Python of the separate vLLM environment (None = `.venv-vllm/bin/python` in the working directory or the
+    source checkout; create it with `make vllm-env`)."""
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    """Weights and activations dtype (`--dtype`); bfloat16 halves memory traffic on CPUs with AVX512-BF16/AMX."""
+    max_model_len: int = Field(default=0, ge=0)
+    """Longest prompt + completion of one request in tokens (`--max-model-len`; 0 = ctx / slots, as llama.cpp)."""
+    kv_cache_gib: int = Field(default=1, ge=1)
+    """KV cache of the CPU backend in whole GiB (VLLM_CPU_KVCACHE_SPACE); shared by all running requests."""
+    max_lora_rank: int = Field(default=16, ge=1)
+    """Largest LoRA rank a runtime-loaded adapter may have (`--max-lora-rank`; the learner's lora_rank)."""
+    max_loras: int = Field(default=2, ge=1)
+    """Adapters active in one batch (`--max-loras`): 2 lets old and new serve side by side during a swap."""
+    prefix_caching: bool = True
+    """Reuse the KV cache of shared prompt prefixes (`--enable-prefix-caching`); session affinity feeds it."""
+    start_timeout_s: float = Field(default=300.0, gt=0.0)
+    """Longest vLLM may take to import, load the model and answer /health (s; 45-75 s on 2 shared cores)."""
+    extra_args: tuple[str, ...] = ()
+    """More command-line options for vLLM's OpenAI server, passed as they are (e.g. ["--enforce-eager"])."""
+
+
 class ServingConfig(ComponentConfig):
     """Gateway, embedded engine and agent-aware scheduling settings."""
 
@@ -102,13 +127,18 @@ class ServingConfig(ComponentConfig):
     request_timeout_s: float = 600.0
     """Longest a single engine call may take (seconds)."""
     policy: str = "agent"
-    """Scheduling policy: `agent` (priority, least attained service, session affinity) or `fcfs`."""
+    """Scheduling policy: `agent` (priority, then arrival; a session stays on the replica and slot holding its
+    prefix) or `fcfs` (arrival order, the engine picks the slot). See serving/admission.py for what was measured."""
     upstreams: tuple[str, ...] = ()
     """OpenAI-compatible upstream base URLs (e.g. http://host:8000/v1); when set, no embedded engine starts."""
     upstream_api_key: str | None = None
     """Bearer key sent to the upstream engines (vLLM/SGLang `--api-key`); None = no key."""
     capture_tokens: bool = True
     """Ask the engine for completion token ids and logprobs so experience events carry them."""
+    engine: Literal["llamacpp", "vllm"] = "llamacpp"
+    """Engine: embedded llama.cpp, or vLLM from .venv-vllm (`make vllm-env`); with one `upstreams` URL, that vLLM."""
+    vllm: VllmConfig = VllmConfig()
+    """Settings of the vLLM engine (`[serving.vllm]`), used when engine = "vllm"."""
     experience_file: str = "experience/gateway.jsonl"
     """JSONL file of experience events, relative to BLACKSOIL_HOME (or absolute)."""
     tenancy: TenancyConfig = TenancyConfig()

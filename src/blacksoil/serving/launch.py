@@ -25,6 +25,7 @@ from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.models import ModelRegistry
 from blacksoil.serving.pool import ReplicaPool
 from blacksoil.serving.tracing import install as install_tracing
+from blacksoil.serving.vllm import attach_vllm_pool, build_vllm_pool
 
 
 @dataclass
@@ -64,6 +65,8 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None = None) -> ReplicaPool:
     """Start the engines the configuration asks for (embedded replicas with `adapter`, or upstream URLs)."""
+    if cfg.upstreams and cfg.engine == "vllm":  # a running vLLM: its token capture and runtime LoRA, not generic
+        return attach_vllm_pool(cfg)
     if cfg.upstreams:
         pool = ReplicaPool(cfg, None, cfg.model or "")
         for url in cfg.upstreams:
@@ -72,6 +75,8 @@ def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None =
                 pool.served_name = r.engine.model_id or "upstream"
         return pool
     entry = ModelRegistry(s.home).resolve(cfg.model)
+    if cfg.engine == "vllm":  # one vLLM server, its replicas are the base model and runtime-loaded adapters
+        return build_vllm_pool(s.home, cfg, entry, adapter)
     pool = ReplicaPool(cfg, entry, entry.name)
     try:
         for _ in range(cfg.replicas):
