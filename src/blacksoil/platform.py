@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -117,24 +118,88 @@ def running_platform(s: Settings | None = None, *, port: int = 0, sink: Experien
             the_sink.close()
 
 
-def start_background_learner(gw: Any, s: Settings, stop: Any) -> Any:
-    """A thread running learning rounds against the running gateway every platform.learner_interval_s.
+def _log(line: str) -> None:
+    """One line on stderr, where `blacksoil up` reports."""
+    from rich.console import Console
 
-    The gateway's sink must be the experience store (see `blacksoil up`): the learner reads what it stored.
+    Console(stderr=True).print(line)
+
+
+class BackgroundLearner:
+    """The learner's thread and, when its training is scheduled, the control loop that places it."""
+
+    def __init__(self, thread: threading.Thread, control: Any = None) -> None:
+        self.thread = thread
+        self.control = control
+        """scheduling.backends.scheduled_learner.ControlLoop, or None when training runs in the learner's thread."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the learner's thread (its `stop` event must be set), then checkpoint the worker and stop the
+        scheduler; serving keeps its replicas until the gateway itself shuts down."""
+        self.thread.join(timeout=timeout)
+        if self.control is not None:
+            self.control.close()
+
+
+def start_background_learner(gw: Any, s: Settings, stop: threading.Event, opts: Any = None,
+                             scheduled: bool = True) -> BackgroundLearner:
+    """Learning rounds against the running gateway every platform.learner_interval_s, in a thread.
+
+    The gateway's sink must be the experience store (see `blacksoil up`): the learner reads what it stored. With
+    `scheduled` (and at least 2 cores) each round's training runs in a preemptible worker process that the unified
+    policy places through the local backend, yielding its cores to another engine replica when serving demand rises;
+    otherwise it runs in the learner's thread. `opts`: the rounds' sizes (learning.loop.LoopOptions; None = defaults).
     """
-    import threading
-
     from blacksoil.learning.context import LearnerContext
     from blacksoil.learning.loop import run_background
 
     if not isinstance(gw.sink, StoreSink):
         raise ConfigError(f"the learner reads the experience store, but platform.experience_sink is "
                           f"{s.platform.experience_sink!r}; set it to 'store' (the default)")
+    if scheduled:
+        runner, control = scheduled_training(gw, s, stop)
+    else:
+        _log("learner: training runs in the learner's thread, unscheduled: the engine replicas are not local "
+             "processes (`--backend ray`), so no core can move between them and the learner")
+        runner = control = None
     thread = threading.Thread(target=run_background, daemon=True, name="learner",
                               args=(gw, gw.sink.store, s.platform.learner_interval_s, stop,
-                                    LearnerContext.from_settings(s)))
+                                    LearnerContext.from_settings(s), opts, runner))
     thread.start()
-    return thread
+    return BackgroundLearner(thread, control)
+
+
+def scheduled_training(gw: Any, s: Settings, stop: threading.Event) -> tuple[Any, Any]:
+    """(TrainRunner, ControlLoop) placing the learner's training as a workload of the local backend next to the
+    gateway's engine replicas, or (None, None) with a log line saying why training stays in the learner's thread.
+
+    The control loop starts now and steps every scheduling.local_step_s: between rounds the learner holds no core
+    and serving may grow onto every core. The console's scheduling view shows its steps live."""
+    import os
+
+    from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
+    from blacksoil.scheduling.backends.local import LocalBackend
+    from blacksoil.scheduling.backends.platform_workloads import GatewayReplicas, LearnerWorkload
+    from blacksoil.scheduling.backends.scheduled_learner import ControlLoop, ScheduledRunner, local_config
+
+    cores = sorted(os.sched_getaffinity(0))
+    why = (f"the scheduler needs 2 cores to split serving and training, this process has {len(cores)}"
+           if len(cores) < 2 else
+           "the gateway serves upstream URLs, so there are no local engine replicas to trade cores with"
+           if gw.pool.model is None else None)
+    if why is not None:
+        _log(f"learner: training runs in the learner's thread, unscheduled: {why}")
+        return None, None
+    cfg = local_config(s.scheduling)
+    workload = LearnerWorkload("learner", home=s.home)
+    backend = LocalBackend(GatewayReplicas("gateway", gw.pool), [workload],
+                           GatewayDemand(gw.url, admitted_per_replica=s.serving.admitted(),
+                                         cores_per_replica=s.serving.engine_threads()),
+                           cores=cores, cfg=cfg)
+    console = getattr(gw.app.state, "console", None)
+    if console is not None:
+        console.extras["scheduler"] = backend  # the scheduling view reads its recent steps
+    return ScheduledRunner(workload, stop), ControlLoop(backend, cfg.step_s).start()
 
 
 def resolve_adapter(s: Settings, choice: str | None, model: str | None = None) -> AdapterVersion | None:
@@ -159,7 +224,6 @@ def run_up(port: int, learner: bool | None, adapter: str | None = None, backend:
     killed the process without stopping the engine, the learner or the store.
     """
     import signal
-    import threading
 
     from rich.console import Console
 
@@ -183,7 +247,9 @@ def run_up(port: int, learner: bool | None, adapter: str | None = None, backend:
         with running_platform(s, port=port, sink=sink, adapter=resolve_adapter(s, adapter)) as gw, \
                 replicas_on(gw.pool, s.serving.replicas):
             err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
-            worker = start_background_learner(gw, s, stop) if learn else None
+            # `--backend ray` puts the engines on Ray actors, which the local scheduler cannot pin or trade cores with.
+            worker = start_background_learner(gw, s, stop, scheduled=(backend or s.scheduling.backend) == "local") \
+                if learn else None
             try:
                 while not stop.wait(0.5):
                     pass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from blacksoil.agentscore import api
 from blacksoil.agentscore.config import AgentscoreConfig
 from blacksoil.config import load_settings
 from blacksoil.errors import ConfigError
@@ -69,3 +70,15 @@ def test_damaged_adapter_is_rejected_by_real_scoring(tmp_path: Path, blacksoil_h
     assert "rejected: tools-general regressed" in decision.reason, decision.reason
     assert decision.candidate["tools-general"].completion < baseline["tools-general"].completion
     assert "partial credit" in decision.reason  # the numbers are in the verdict
+
+
+def test_held_out_suites_are_scored_on_every_dev_task(env_settings: EnvSettings) -> None:
+    gate = EvalGate(["tools-basic"], held_out=["tools-general"], tasks_per_suite=3, margin=0.0, tolerance=0.02,
+                    settings=env_settings)
+    assert len(gate.tasks("tools-general")) == len(api.list_tasks("tools-general", "dev"))
+
+
+def test_learned_suites_are_scored_on_the_first_gate_tasks(env_settings: EnvSettings) -> None:
+    gate = EvalGate(["tools-basic"], held_out=["tools-general"], tasks_per_suite=3, margin=0.0, tolerance=0.02,
+                    settings=env_settings)
+    assert [t.id for t in gate.tasks("tools-basic")] == [t.id for t in api.list_tasks("tools-basic", "dev")[:3]]

@@ -54,3 +54,9 @@ def test_canary_that_cannot_prove_itself_is_rolled_back(gw: GatewayHandle, tmp_p
     assert "served" in report.reason
     assert swapper.served_versions() == before  # blue still serves, green is gone
     assert all(i.accepting_new_sessions for i in gw.pool.info())
+
+
+def test_a_blue_replica_the_scheduler_already_stopped_does_not_fail_the_swap(gw: GatewayHandle) -> None:
+    # The local backend may scale serving down (drain + stop) while a swap retires the same replica.
+    HotSwapper(gw)._retire("replica-already-gone")
+    assert "replica-already-gone" not in gw.pool.replicas

@@ -51,7 +51,8 @@ def learn(
     suites: str = typer.Option("tools-basic,manufacturing", help="Comma-separated AgentScore suites to learn on."),
     attempts: int = typer.Option(2, min=1, help="Attempts per train task per round (sampled at --temperature)."),
     tasks_per_suite: int = typer.Option(4, min=1, help="Train tasks per suite attempted each round."),
-    gate_tasks: int = typer.Option(4, min=1, help="Dev tasks per suite the eval gate scores."),
+    gate_tasks: int = typer.Option(4, min=1, help="Dev tasks per learned suite the eval gate scores (held-out suites: "
+                                                  "all their dev tasks)."),
     steps: int = typer.Option(None, help="Optimizer steps per round (default: learning.steps_per_round)."),
     temperature: float = typer.Option(0.7, min=0.0, help="Sampling temperature of collection attempts."),
     demos: bool = typer.Option(True, help="Seed replay with oracle demonstrations of train tasks."),

@@ -29,6 +29,7 @@ from blacksoil.learning.api import rounds_file
 from blacksoil.learning.collect import Attempt, collect
 from blacksoil.learning.context import LearnerContext
 from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall
+from blacksoil.learning.runner import InProcessRunner, TrainJob, TrainRunner
 from blacksoil.learning.samples import TrainSample
 from blacksoil.serving.config import ServingConfig
 
@@ -92,7 +93,9 @@ class Learner:
     different settings can run in one process.
     """
 
-    def __init__(self, gw: RunningGateway, store: ExperienceStore, opts: LoopOptions, ctx: LearnerContext) -> None:
+    def __init__(self, gw: RunningGateway, store: ExperienceStore, opts: LoopOptions, ctx: LearnerContext,
+                 runner: TrainRunner | None = None) -> None:
+        """`runner`: where each round's optimizer steps run (None = a LoraTrainer in this process)."""
         from blacksoil.agentscore.rewards import RewardRecorder
         from blacksoil.experience.replay_index import ReplayIndex
         from blacksoil.learning.adapters import AdapterStore
@@ -106,8 +109,9 @@ class Learner:
         with console.status("preparing the fp32 base model (first run dequantizes the GGUF once)"):
             self.info = ensure_hf_copy(ctx.home, self.cfg.base_model_path)
             self.tokenizer = load_tokenizer(self.info)
+        self.runner: TrainRunner = runner if runner is not None else InProcessRunner(self.info)
         self.store = AdapterStore(ctx.home, gw.model)
-        self.gate = EvalGate((*opts.suites, *opts.held_out), tasks_per_suite=opts.gate_tasks,
+        self.gate = EvalGate(opts.suites, held_out=opts.held_out, tasks_per_suite=opts.gate_tasks,
                              margin=self.cfg.gate_margin, tolerance=self.cfg.gate_tolerance,
                              serving_cfg=serving_config(opts.exclusive_cores, ctx.serving),
                              concurrency=opts.concurrency,
@@ -201,7 +205,6 @@ class Learner:
         """Draw from the store's replay, train, and feed each trained item's loss back as its priority."""
         from blacksoil.errors import NotFoundError
         from blacksoil.experience.replay import policy_version_number
-        from blacksoil.learning.trainer import LoraTrainer
 
         steps = self.opts.steps or self.cfg.steps_per_round
         try:
@@ -211,12 +214,11 @@ class Learner:
             return 0, 0.0, 0
         if not drawn.samples:
             return 0, 0.0, 0
-        init = self.served.safetensors_dir if self.served else None
-        trainer = LoraTrainer(self.info, self.cfg, self.run_dir(number) / "train", init_adapter=init)
+        job = TrainJob(drawn.samples, steps, self.run_dir(number) / "train", self.run_dir(number) / "adapter",
+                       self.cfg, init_adapter=self.served.safetensors_dir if self.served else None)
         with _progress() as p:
             bar = p.add_task(f"training LoRA ({len(drawn.samples)} samples from the store)", total=steps)
-            res = trainer.train(drawn.samples, steps, on_step=lambda s, st: p.update(bar, completed=s))
-        trainer.save_adapter(self.run_dir(number) / "adapter")
+            res = self.runner.run(job, on_step=lambda s, st: p.update(bar, completed=s))
         self.experience.update_priorities(res.trajectory_nll, drawn)
         self.last_batch = drawn.samples
         self.provenance = {**drawn.provenance(), "objective": self.cfg.objective, "steps": res.steps}
@@ -254,9 +256,10 @@ def log_round(home: Path, result: RoundResult) -> None:
 
 
 def run_background(gw: RunningGateway, store: ExperienceStore, interval_s: float, stop: threading.Event,
-                   ctx: LearnerContext, opts: LoopOptions | None = None) -> None:
-    """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`."""
-    learner = Learner(gw, store, opts or LoopOptions(), ctx)
+                   ctx: LearnerContext, opts: LoopOptions | None = None, runner: TrainRunner | None = None) -> None:
+    """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`;
+    `runner` places each round's training (None = in this process)."""
+    learner = Learner(gw, store, opts or LoopOptions(), ctx, runner)
     number = 0
     while not stop.is_set():
         number += 1

@@ -15,7 +15,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from blacksoil.contracts import AdapterVersion, RunningGateway
-from blacksoil.errors import InternalError, RetryableError
+from blacksoil.errors import InternalError, NotFoundError, RetryableError
 
 _SUCCESS = "blacksoil:request_success"
 _ERRORS = "blacksoil:request_errors"
@@ -92,12 +92,19 @@ class HotSwapper:
         self.pool.route_new_sessions_to(green.name)
         report.visible_s = self._verify(target, t0)
         for name in blue:
-            self.pool.drain(name)
-            self.pool.stop_replica(name)
+            self._retire(name)
         if self.served_versions() != {target}:
             raise InternalError(f"after the swap the pool serves {sorted(self.served_versions())}, not {target!r}")
         report.ok, report.seconds = True, time.monotonic() - t0
         return report
+
+    def _retire(self, name: str) -> None:
+        """Drain and stop a blue replica, unless someone else (the scheduler scaling serving down) already did."""
+        try:
+            self.pool.drain(name)
+            self.pool.stop_replica(name)
+        except NotFoundError:
+            return
 
     def _rollback(self, green: str, blue: list[str]) -> None:
         """Blue takes every new session again; green drains (its in-flight requests finish) and stops."""

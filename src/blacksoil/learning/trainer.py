@@ -103,6 +103,8 @@ class LoraTrainer:
         self.checkpoints = Checkpointer(run_dir, keep=cfg.keep_checkpoints)
         self.run_dir = run_dir
         self.step = 0
+        self.last_trajectory_nll: dict[str, float] = {}
+        """Mean completion NLL per trajectory of the step just finished (a worker logs it with the step)."""
 
     @property
     def trainable_parameters(self) -> int:
@@ -168,7 +170,8 @@ class LoraTrainer:
                                                        self.cfg.clip_eps, self.cfg.kl_coef)
             else:
                 loss, stats, nll = weighted_loss(self.forward, batch)
-            result.trajectory_nll.update(_per_trajectory(picked, nll))
+            self.last_trajectory_nll = _per_trajectory(picked, nll)
+            result.trajectory_nll.update(self.last_trajectory_nll)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(self.params.values()), 1.0)
@@ -203,7 +206,8 @@ def write_samples(samples: Sequence[TrainSample], path: Path) -> None:
     with path.open("w") as f:
         for s in samples:
             f.write(json.dumps({"prompt_ids": s.prompt_ids, "completion_ids": s.completion_ids, "reward": s.reward,
-                                "weight": s.weight, "group": s.group, "advantage": s.advantage}) + "\n")
+                                "weight": s.weight, "group": s.group, "advantage": s.advantage,
+                                "trajectory": s.trajectory, "behaviour_logprobs": s.behaviour_logprobs}) + "\n")
 
 
 def read_samples(path: Path) -> list[TrainSample]:
@@ -212,6 +216,8 @@ def read_samples(path: Path) -> list[TrainSample]:
     for line in path.read_text().splitlines():
         d = json.loads(line)
         d["prompt_ids"], d["completion_ids"] = tuple(d["prompt_ids"]), tuple(d["completion_ids"])
+        if d.get("behaviour_logprobs") is not None:
+            d["behaviour_logprobs"] = tuple(d["behaviour_logprobs"])
         out.append(TrainSample(**d))
     return out
 

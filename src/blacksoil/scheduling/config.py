@@ -29,6 +29,8 @@ class SchedulingConfig(ComponentConfig):
     """Racks per pod/spine (count); the third topology level."""
     step_s: PositiveFloat = 30.0
     """Length of one scheduling step of the simulator and the control loops (seconds)."""
+    local_step_s: PositiveFloat = 2.0
+    """Time between two control steps of the local backend under `blacksoil up --learner` (seconds)."""
     slo_max_utilization: PositiveFraction = 0.8
     """Highest serving-replica utilization at which p99 latency still meets the SLO (fraction, 0-1).
 

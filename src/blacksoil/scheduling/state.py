@@ -1,7 +1,8 @@
 """Run-time state of a cluster under the unified scheduler, and the decisions that change it.
 
 Policies read a ClusterState and return a Plan (a list of Decisions, each with its reason); only
-`apply` and `advance` change the state, so the same policy drives the simulator and the real backends.
+`apply` and `advance` change the state (plus `withdraw`/`submit`, with which a backend says a job has no work or
+has work again), so the same policy drives the simulator and the real backends.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from enum import IntEnum, StrEnum
 
 import numpy as np
 
-from blacksoil.errors import NotFoundError
+from blacksoil.errors import InternalError, NotFoundError
 from blacksoil.scheduling.topology import Cluster, Level, Placement
 from blacksoil.scheduling.workloads import AgentGroup, LearningJob, Quota, ServingDeployment
 
@@ -276,6 +277,24 @@ class ClusterState:
         j.release_nodes[i] = release
         j.status[i] = JobStatus.DRAINING
         j.preemptions[i] += d.action is Action.STOP
+
+    def withdraw(self, name: str) -> None:
+        """Take a job that holds no accelerators out of the queue: it has no work now (a learner between rounds),
+        so no policy may start it or keep capacity for it until it is submitted again."""
+        j = self.jobs
+        i = j.idx(name)
+        if j.alloc[i]:
+            raise InternalError(f"job {name!r} still holds {j.alloc[i]} accelerators; stop it before withdrawing it")
+        j.status[i] = JobStatus.WAITING
+        j.arrival[i] = math.inf
+
+    def submit(self, name: str) -> None:
+        """Queue a withdrawn job again, as arriving now (it has work again)."""
+        j = self.jobs
+        i = j.idx(name)
+        if j.status[i] == JobStatus.WAITING:
+            j.status[i] = JobStatus.QUEUED
+            j.arrival[i] = self.now
 
     def advance(self, dt: float) -> None:
         """Move time on by dt: releases, replica warm-up, job progress, checkpoints, completions."""

@@ -1,5 +1,10 @@
-"""Scheduling view over the latest finished simulator run: allocation over time stacked serving / learning /
-idle per policy, preemptions with their reasons, and the cluster's topology with placements.
+"""Scheduling view: the live local scheduler of `blacksoil up --learner` (demand, cores of serving and of the
+learner per control step, its decisions with their reasons), then the latest finished simulator run (allocation
+over time stacked serving / learning / idle per policy, preemptions with their reasons, the topology with
+placements).
+
+The live part reads the LocalBackend the platform registered as `ctx.extras["scheduler"]` (machine-wide numbers,
+no tenant data); its raw step records also go out under "live" for API clients.
 """
 
 from __future__ import annotations
@@ -9,6 +14,62 @@ from typing import Any
 from blacksoil.console.context import ConsoleContext, card, chart, table
 
 _MAX_POINTS = 288  # a 24 h run at 5-minute resolution
+_LIVE_POINTS = 300  # control steps charted (10 minutes at the default 2-s step)
+_LIVE_DECISIONS = 100
+_LIVE_RECORDS = 200  # raw step records in the JSON
+
+
+def _learner_state(w: Any) -> str:
+    """What a learner workload is doing, in words (duck-typed: platform_workloads.LearnerWorkload). Reads only its
+    files and process state, never its lock: the scheduler holds that through a whole checkpointed stop."""
+    st = w.status() if hasattr(w, "status") else {}
+    progress = f"step {st.get('step', 0)}/{st.get('steps', '?')}"
+    if getattr(w, "running", False):
+        return f"training, {progress}"
+    if getattr(w, "job", None) is None or st.get("state") == "done":
+        return "idle: no round is training"
+    return f"waiting for cores at {progress}"
+
+
+def _live(backend: Any) -> dict[str, Any]:
+    """Cards, charts, tables and raw records of the live local scheduler."""
+    kept = backend.recent()
+    recs = kept[-_LIVE_POINTS:]
+    total = len(backend.cores)
+    labels = [f"{r.at:.1f}" for r in recs]
+    serving = [len(r.serving_cores) for r in recs]
+    learning = [sum(len(c) for c in r.learner_cores.values()) for r in recs]
+    idle = [total - s - k for s, k in zip(serving, learning, strict=True)]
+    charts = [
+        chart("live_cores", "live: cores per control step (s since the scheduler started)", "area", labels, [
+            {"label": k, "data": v, "borderColor": c, "backgroundColor": c + "99"}
+            for k, v, c in (("serving", serving, "#d95f02"), ("learning", learning, "#1b9e77"),
+                            ("idle", idle, "#888888"))
+        ], stacked=True, y_label="cores"),
+        chart("live_demand", "live: serving demand and serving cores", "line", labels, [
+            {"label": "demand (cores at 100 % utilization)", "data": [round(r.demand, 3) for r in recs],
+             "borderColor": "#e0b35a"},
+            {"label": "serving cores", "data": serving, "borderColor": "#d95f02"},
+        ], y_label="cores"),
+    ]
+    decisions = [[round(r.at, 1), d.action.value, d.target, d.reason] for r in kept for d in r.decisions]
+    last = recs[-1] if recs else None
+    learners = getattr(backend, "learners", {})
+    cards = [
+        card("live_demand", "live demand (cores)", round(last.demand, 2) if last else 0),
+        card("live_serving_cores", "serving cores", len(last.serving_cores) if last else 0),
+        card("live_learner_cores", "learner cores", sum(len(c) for c in last.learner_cores.values()) if last else 0),
+        card("live_preemptions", "learner preemptions", sum(getattr(w, "preemptions", 0) for w in learners.values())),
+        card("live_learner", "learner", "; ".join(_learner_state(w) for w in learners.values()) or "–"),
+    ]
+    tables = [table("live_decisions", f"live decisions (latest {_LIVE_DECISIONS}) with their reasons",
+                    ["t (s)", "action", "target", "reason"], decisions[-_LIVE_DECISIONS:][::-1],
+                    "no decision yet: the scheduler keeps what it has")]
+    raw = [{"at": r.at, "demand": r.demand, "serving_cores": list(r.serving_cores),
+            "learner_cores": {k: list(v) for k, v in r.learner_cores.items()},
+            "decisions": [{"action": d.action.value, "target": d.target, "reason": d.reason} for d in r.decisions]}
+           for r in kept[-_LIVE_RECORDS:]]
+    return {"cards": cards, "charts": charts, "tables": tables, "live": raw}
 
 
 def _thin(xs: list[Any], n: int) -> list[Any]:
@@ -17,6 +78,17 @@ def _thin(xs: list[Any], n: int) -> list[Any]:
 
 
 def collect(ctx: ConsoleContext, tenant: str) -> dict[str, Any]:
+    sim = _simulator(ctx)
+    backend = ctx.extras.get("scheduler")
+    if backend is None:
+        return sim
+    live = _live(backend)
+    return {"cards": live["cards"] + sim["cards"], "charts": live["charts"] + sim["charts"],
+            "tables": live["tables"] + sim["tables"], "live": live["live"]}
+
+
+def _simulator(ctx: ConsoleContext) -> dict[str, Any]:
+    """The latest finished simulator run."""
     from blacksoil.scheduling.runs import load_latest_sim_run
 
     run = load_latest_sim_run(ctx.settings.home)

@@ -97,6 +97,9 @@ def _solve_cached(beds_json: str, adm_json: str, sex_json: str) -> dict[str, str
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = 1
     solver.parameters.max_time_in_seconds = 10.0
+    # CP-SAT's own SIGINT handler stays installed after the solve: Ctrl-C then killed `blacksoil up` (exit 130)
+    # instead of reaching its clean shutdown.
+    solver.parameters.catch_sigint_signal = False
     if solver.solve(m) != cp_model.OPTIMAL:
         return None
     return {p: b for (p, b), v in x.items() if solver.value(v)}

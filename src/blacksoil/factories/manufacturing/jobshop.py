@@ -133,6 +133,9 @@ def solve(inst: Instance, time_limit_s: float, workers: int = 2, seed: int = 0) 
     solver.parameters.max_time_in_seconds = float(time_limit_s)
     solver.parameters.num_workers = max(1, int(workers))
     solver.parameters.random_seed = seed
+    # CP-SAT's own SIGINT handler stays installed after the solve: Ctrl-C then killed `blacksoil up` (exit 130)
+    # instead of reaching its clean shutdown.
+    solver.parameters.catch_sigint_signal = False
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         raise UserError(f"no schedule found for {inst.name} within {time_limit_s} s; raise time_limit_s")
