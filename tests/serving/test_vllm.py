@@ -1,12 +1,16 @@
-"""vLLM as an engine: the gateway's OpenAI-SDK behaviour, token capture and runtime-LoRA hot swaps on a real vLLM.
+"""vLLM as an engine: the gateway's OpenAI-SDK behaviour, token capture and runtime-LoRA hot swaps on a real vLLM,
+the learner trained from vLLM-captured experience with its adapter hot-loaded back, and a hung vLLM restarted.
 
 The vLLM CPU build runs from its own environment (.venv-vllm), which tools/vllm-env.sh creates once (~3 min,
-~3.5 GB; a no-op afterwards). The engine is started through the product's own code (`[serving] engine = "vllm"`).
+~3.5 GB; a no-op afterwards). The engine is started through the product's own code (`[serving] engine = "vllm"`),
+once for the whole module (~60-110 s on 2 shared cores, the HF checkpoint written first in a fresh home).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -101,8 +105,9 @@ def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordingStoreSin
 
 @pytest.fixture(scope="module")
 def vllm_gw(vllm_env: Path, sink: RecordingStoreSink) -> Iterator[GatewayHandle]:
-    """A gateway over one vLLM replica started by blacksoil (2 threads: vLLM is alone on the cores here)."""
-    cfg = small_config(engine="vllm", threads=2)
+    """A gateway over one vLLM replica started by blacksoil (2 threads: vLLM is alone on the cores here), probed
+    every 2 s so the hung-engine test finds out quickly."""
+    cfg = small_config(engine="vllm", threads=2, health_interval_s=2.0)
     with gateway(load_settings(), serving=cfg, sink=sink) as gw:
         yield gw
 
@@ -302,3 +307,48 @@ def test_learner_trains_on_vllm_experience_and_vllm_serves_its_adapter(vllm_gw: 
     assert served_counts(vllm_gw.url)[1] == errors_before
     print(f"\nlearner on vLLM: {len(drawn.samples)} samples, losses {[round(x, 3) for x in res.losses]}, "
           f"swap visible after {report.visible_s:.1f} s, whole test {time.monotonic() - t0:.0f} s")
+
+
+def _wait_for(condition: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that still run (a killed one may stay a zombie until it is reaped)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_hung_vllm_is_killed_and_restarted_with_its_adapters(vllm_gw: GatewayHandle) -> None:
+    """Last in the module: it pays one vLLM restart. A stopped API server stays "alive" as a process; only the
+    pool's health probe finds it out."""
+    server = _server(vllm_gw)
+    old, loaded = server.proc, set(server.loras)
+    assert old is not None and loaded  # an adapter (the learner's) is loaded: the restart must bring it back
+    t0 = time.monotonic()
+    os.kill(old.pid, signal.SIGSTOP)
+    assert _wait_for(lambda: old.poll() is not None, 60), "the hung vLLM was not killed"
+    detected_s = time.monotonic() - t0
+    assert _wait_for(lambda: not _live_members(old.pid), 10)  # the engine-core process went too
+    assert _wait_for(lambda: server.restarts == 1 and {i.status for i in vllm_gw.pool.info()} == {"ready"}, 300)
+    assert server.proc is not None and server.proc.pid != old.pid
+    models = httpx.get(server.root_url + "/v1/models", timeout=30,
+                       headers={"Authorization": f"Bearer {server.api_key}"}).json()["data"]
+    assert loaded <= {m["id"] for m in models}  # the adapters were loaded again into the new vLLM
+    r = _client(vllm_gw).chat.completions.create(model=vllm_gw.model, messages=[{"role": "user", "content": "Hi."}],
+                                                 max_tokens=4)
+    assert r.choices[0].message.content is not None
+    print(f"\nhung vLLM: killed {detected_s:.1f} s after SIGSTOP, serving again after "
+          f"{time.monotonic() - t0:.0f} s")

@@ -5,7 +5,6 @@ transformers reads GGUF (slow: ~20-40 s); the cached safetensors folder loads in
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 from blacksoil.errors import ConfigError
 from blacksoil.serving.models import default_model_path, validate_gguf
+from blacksoil.serving.vllm_env import hf_checkpoint_dir
 
 _lock = threading.Lock()
 
@@ -47,9 +47,8 @@ def resolve_gguf(path: str | Path | None) -> Path:
 
 
 def _cache_dir(home: Path, gguf: Path) -> Path:
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-    return home / "models" / "hf-cache" / f"{gguf.stem}-{key}"
+    # One formula for both: a vLLM deployment serves the very checkpoint the learner trains on.
+    return hf_checkpoint_dir(home, gguf)
 
 
 def ensure_hf_copy(home: Path, gguf_path: str | Path | None = None) -> BaseModelInfo:

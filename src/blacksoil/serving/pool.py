@@ -283,7 +283,8 @@ class ReplicaPool:
         threading.Thread(target=self._check_and_restart, args=(r,), daemon=True, name=f"restart-{name}").start()
 
     def _probe_forever(self) -> None:
-        """Probe every ready embedded engine with a small real request; restart one that stops answering.
+        """Probe every ready engine blacksoil runs (llama.cpp, vLLM) with a small real request; restart one that
+        stops answering.
 
         A process that is alive but hung (SIGSTOP, a deadlock) used to stay "ready" while requests waited for
         request_timeout_s (600 s). Killing it turns those requests into labelled 503s and starts a fresh engine.
@@ -292,8 +293,9 @@ class ReplicaPool:
         failures: dict[str, int] = {}
         while not self._closed.wait(c.health_interval_s):
             with self._lock:
+                # vLLM by its kind: serving/vllm.py imports this module, so it cannot be imported here.
                 ready = [r for r in self.replicas.values()
-                         if r.status == "ready" and isinstance(r.engine, LlamaCppEngine)]
+                         if r.status == "ready" and (isinstance(r.engine, LlamaCppEngine) or r.engine.kind == "vllm")]
             for r in ready:
                 if r.engine.probe(c.health_timeout_s):
                     failures.pop(r.name, None)

@@ -4,7 +4,9 @@ One `VllmServer` per pool (vLLM batches requests itself, so more replicas of it 
 cores). Every pool replica is a `VllmEngine` view of that server: the base model, or one LoRA adapter loaded with
 `/v1/load_lora_adapter` and addressed by its own model name. The learner's blue/green hot swap therefore needs no
 new process: "start green" loads the adapter (well under a second), the canary and the served-version check run as
-for llama.cpp, and "stop blue" unloads the old adapter once its requests have finished.
+for llama.cpp, and "stop blue" unloads the old adapter once its requests have finished. The pool's health prober
+probes vLLM's /health like llama.cpp's engines: a hung server is killed (its whole process group) and restarted,
+and the adapters it had loaded are loaded again.
 
 vLLM itself runs from a separate environment (`make vllm-env` creates .venv-vllm) so `pip install blacksoil`
 stays lean. It serves an HF checkpoint, written once from the registry's GGUF by that environment's transformers
