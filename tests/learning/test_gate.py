@@ -41,6 +41,16 @@ def test_gain_below_margin_or_none_is_rejected() -> None:
     assert not d.promote and "below margin 0.20" in d.reason
 
 
+def test_a_regression_is_marked_so_the_learner_does_not_train_on_from_it() -> None:
+    d = decide(_scores(mfg=(2, 10), tools=(5, 10)), _scores(mfg=(9, 10), tools=(4, 10)), margin=0.0, tolerance=0.02)
+    assert d.regressed
+
+
+def test_a_candidate_that_is_only_not_better_yet_is_not_marked_regressed() -> None:
+    d = decide(_scores(a=(2, 10)), _scores(a=(2, 10)), margin=0.0, tolerance=0.02)
+    assert not d.regressed
+
+
 def test_test_split_is_refused(env_settings: EnvSettings) -> None:
     with pytest.raises(ConfigError, match="never scores the test split"):
         EvalGate(["tools-basic"], tasks_per_suite=1, margin=0.0, tolerance=0.0, split="test",

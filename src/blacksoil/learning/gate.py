@@ -50,6 +50,8 @@ class GateDecision:
     baseline: dict[str, SuiteScore]
     candidate: dict[str, SuiteScore]
     deltas: dict[str, float] = field(default_factory=dict)
+    regressed: bool = False
+    """A suite fell by more than the tolerance (not merely "no gain"): the learner does not train on from it."""
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for AdapterVersion.metrics: dev completion per suite and overall."""
@@ -80,7 +82,7 @@ def decide(baseline: dict[str, SuiteScore], candidate: dict[str, SuiteScore], ma
     if regressed:
         worst = min(regressed, key=lambda s: regressed[s])
         return GateDecision(False, f"rejected: {worst} regressed by {-regressed[worst]:.2f} (> tolerance "
-                                   f"{tolerance:.2f}); {nums}", baseline, candidate, deltas)
+                                   f"{tolerance:.2f}); {nums}", baseline, candidate, deltas, regressed=True)
     if gain <= 0 or gain < margin - 1e-9:
         return GateDecision(False, f"rejected: dev completion gain {gain:+.2f} below margin {margin:.2f} "
                                    f"(must also be > 0); {nums}", baseline, candidate, deltas)

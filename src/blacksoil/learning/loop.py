@@ -122,6 +122,10 @@ class Learner:
         # A platform restarted on a promoted adapter keeps learning from it: it is the parent and the gate's bar.
         served = {i.adapter_version for i in gw.pool.info() if i.status == "ready"} - {"base"}
         self.served: AdapterVersion | None = self.store.get(served.pop()) if len(served) == 1 else None
+        self.lineage: AdapterVersion | None = self.served
+        """What the next round trains on from: the last candidate unless the gate found it made a suite worse (then
+        the served version). Serving and learning keep separate policies: a candidate that is merely not better
+        yet is trained further instead of thrown away, the gate alone decides what users get."""
         self.baseline: dict[str, SuiteScore] | None = None
         # The gateway's sink stores every call (anonymized); checkers' rewards join them there; replay reads both.
         self.rewards = RewardRecorder(ctx.home, ctx.experience, ctx.tenant)
@@ -151,9 +155,10 @@ class Learner:
         if not samples:
             return self._skip(number, attempts, t0)
         candidate = self.store.publish(self.run_dir(number) / "adapter", self.info,
-                                       parent=self.served.version if self.served else None,
+                                       parent=self.lineage.version if self.lineage else None,
                                        provenance=self.provenance)
         decision = self._gate(candidate)
+        self.lineage = self.served if decision.regressed else self.store.get(candidate.version)
         if decision.promote:
             self.store.set_status(candidate.version, "promoted", decision.metrics())
             with console.status(f"hot-swapping {candidate.version} into the gateway"):
@@ -215,7 +220,7 @@ class Learner:
         if not drawn.samples:
             return 0, 0.0, 0
         job = TrainJob(drawn.samples, steps, self.run_dir(number) / "train", self.run_dir(number) / "adapter",
-                       self.cfg, init_adapter=self.served.safetensors_dir if self.served else None)
+                       self.cfg, init_adapter=self.lineage.safetensors_dir if self.lineage else None)
         with _progress() as p:
             bar = p.add_task(f"training LoRA ({len(drawn.samples)} samples from the store)", total=steps)
             res = self.runner.run(job, on_step=lambda s, st: p.update(bar, completed=s))
