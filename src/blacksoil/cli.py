@@ -36,6 +36,7 @@ _PILLAR_CLIS = (
     "blacksoil.compression.cli",
     "blacksoil.scheduling.cli",
     "blacksoil.console.cli",
+    "blacksoil.flywheel_bench",  # `bench flywheel`: a composition root like platform, it runs every pillar at once
 )
 
 for _mod in _PILLAR_CLIS:

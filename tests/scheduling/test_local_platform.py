@@ -13,20 +13,20 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from blacksoil.config import load_settings, settings
 from blacksoil.contracts import Allocation
 from blacksoil.distributed import free_port
 from blacksoil.errors import ConfigError, InternalError, RetryableError
+from blacksoil.flywheel_traffic import ChatLoad, ClientSpec
 from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
 from blacksoil.scheduling.backends.local import LocalBackend
 from blacksoil.scheduling.backends.platform_workloads import GatewayReplicas, LearnerWorkload
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.state import Action
 from blacksoil.serving.config import ServingConfig
-from blacksoil.serving.launch import GatewayHandle, gateway
+from blacksoil.serving.launch import gateway
 from blacksoil.serving.models import ModelRegistry
 from blacksoil.serving.pool import ReplicaPool
 
@@ -47,52 +47,6 @@ def _until(backend: LocalBackend, cond: Callable[[], bool], timeout: float, what
             return
         time.sleep(CFG.step_s)
     raise AssertionError(f"{what} not reached in {timeout} s; last step {backend.history[-1]}")
-
-
-class Load:
-    """CLIENTS threads sending chat requests back to back until stopped; the first `active` of them send, the others
-    wait. Every outcome is kept."""
-
-    def __init__(self, gw: GatewayHandle) -> None:
-        self.gw = gw
-        self.stop = threading.Event()
-        self.ok = 0
-        self.active = CLIENTS
-        self.lock = threading.Lock()
-        self.failures: list[str] = []
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
-
-    def _client(self, i: int) -> None:
-        with httpx.Client(timeout=120) as c:
-            n = 0
-            while not self.stop.is_set():
-                if i >= self.active:
-                    time.sleep(0.05)
-                    continue
-                body = {"model": self.gw.model, "max_tokens": 16,
-                        "messages": [{"role": "user", "content": f"Client {i}, request {n}: name a machine part."}]}
-                try:
-                    r = c.post(self.gw.openai_base_url + "/chat/completions", json=body)
-                    if r.status_code == 200 and r.json()["choices"][0]["message"] is not None:
-                        with self.lock:
-                            self.ok += 1
-                    else:
-                        with self.lock:
-                            self.failures.append(f"{r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as e:
-                    with self.lock:
-                        self.failures.append(repr(e))
-                n += 1
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +89,7 @@ def test_gateway_load_preempts_real_learner_and_gives_the_core_back(tmp_path: Pa
             assert st["cores"] == [c1] and st["threads"] == 1 and st["resumed_from"] is None
 
             # Load rises: the learner checkpoints and stops; a second replica serves on its core.
-            with Load(gw) as load:
+            with ChatLoad(gw, ClientSpec("none"), CLIENTS) as load:
                 _until(backend, lambda: not learner.running and len(replicas.replicas) == 2, 90,
                        "learner preempted, second replica up", watch)
                 phases["preempted_and_grown"] = time.monotonic() - t0

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from blacksoil.config import Settings, load_settings
+from blacksoil.flywheel_traffic import ChatLoad, ClientSpec
 
 RUN = uuid.uuid4().hex[:6]
 ACME_KEY, LEARN_KEY = f"acme-key-{RUN}-0123456789", f"learn-key-{RUN}-0123456789"
@@ -32,52 +33,6 @@ STEPS = 12  # enough that the load spike lands mid-training on a machine several
 CLIENTS = 4  # concurrent chats: two replicas' worth at 2 admitted per replica
 
 pytestmark = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")
-
-
-class Load:
-    """CLIENTS threads of an opted-in tenant sending chats back to back; only the first `active` send. Every
-    outcome is kept."""
-
-    def __init__(self, gw: Any) -> None:
-        self.gw = gw
-        self.stop = threading.Event()
-        self.active = CLIENTS
-        self.ok = 0
-        self.failures: list[str] = []
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(CLIENTS)]
-
-    def _client(self, i: int) -> None:
-        headers = {"Authorization": f"Bearer {ACME_KEY}"}
-        with httpx.Client(timeout=120, headers=headers) as c:
-            n = 0
-            while not self.stop.is_set():
-                if i >= self.active:
-                    time.sleep(0.05)
-                    continue
-                body = {"model": self.gw.model, "max_tokens": 16,
-                        "messages": [{"role": "user", "content": f"Client {i}, request {n}: name a machine part."}]}
-                try:
-                    r = c.post(self.gw.openai_base_url + "/chat/completions", json=body)
-                    outcome = None if r.status_code == 200 else f"{r.status_code} {r.text[:200]}"
-                except httpx.HTTPError as e:
-                    outcome = repr(e)
-                with self.lock:
-                    if outcome is None:
-                        self.ok += 1
-                    else:
-                        self.failures.append(outcome)
-                n += 1
-
-    def __enter__(self) -> Load:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(timeout=120)
 
 
 @dataclass
@@ -157,7 +112,7 @@ def seen(settings_: Settings) -> Iterator[Seen]:
                 _wait(lambda: learner.running and learner.status().get("step", 0) >= 1, 900,
                       "the round's training started", out)
                 out.phases["first_step"] = time.monotonic() - t0
-                with Load(gw) as load:
+                with ChatLoad(gw, ClientSpec(ACME_KEY), CLIENTS) as load:  # every outcome is kept
                     _wait(lambda: learner.preemptions >= 1 and len(backend.serving.replicas) == 2, 120,
                           "learner preempted and a second replica up", out)
                     out.phases["preempted_and_grown"] = time.monotonic() - t0
