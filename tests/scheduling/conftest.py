@@ -9,10 +9,12 @@ as on separate machines.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+from blacksoil.scheduling.backends.local import LocalBackend
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,16 @@ def node_with(ray: Any, resource: str) -> str:
     """Node id of the alive node offering `resource`."""
     (node,) = [n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"]]
     return str(node)
+
+
+def step_until(backend: LocalBackend, cond: Callable[[], bool], *, step_s: float, timeout: float,
+               what: str = "condition") -> None:
+    """Step the local backend every `step_s` until `cond()` holds; fail after `timeout` s with the last step."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        backend.step()
+        if cond():
+            return
+        time.sleep(step_s)
+    last = backend.history[-1] if backend.history else None
+    raise AssertionError(f"{what} not reached in {timeout} s; last step {last}")

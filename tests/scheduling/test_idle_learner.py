@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +15,12 @@ from blacksoil.scheduling.backends.process import ProcessWorkload
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.state import JobStatus
 
+from .conftest import step_until
+
 WORKERS = Path(__file__).parent / "workers"
 CFG = SchedulingConfig(step_s=0.2, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                        hpa_scale_down_window_s=0.6, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.2)
+
 
 
 class AssignableLearner(ProcessWorkload):
@@ -29,13 +31,7 @@ class AssignableLearner(ProcessWorkload):
 
 
 def _until(backend: LocalBackend, cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        backend.step()
-        if cond():
-            return
-        time.sleep(CFG.step_s)
-    raise AssertionError(f"condition not reached; last step {backend.history[-1]}")
+    step_until(backend, cond, step_s=CFG.step_s, timeout=timeout)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")

@@ -17,6 +17,8 @@ from blacksoil.scheduling.backends.process import ProcessWorkload
 from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.state import Action
 
+from .conftest import step_until
+
 WORKERS = Path(__file__).parent / "workers"
 sys.path.insert(0, str(WORKERS))
 from learner import advance  # noqa: E402
@@ -25,18 +27,13 @@ CFG = SchedulingConfig(step_s=0.2, replica_cold_start_s=0.0, restart_s=0.0, kill
                        hpa_scale_down_window_s=0.6, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.2)
 
 
+
 def _events(log: Path) -> list[dict]:
     return [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
 
 
 def _until(backend: LocalBackend, cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        backend.step()
-        if cond():
-            return
-        time.sleep(CFG.step_s)
-    raise AssertionError(f"condition not reached; last step {backend.history[-1] if backend.history else None}")
+    step_until(backend, cond, step_s=CFG.step_s, timeout=timeout)
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 10.0) -> None:

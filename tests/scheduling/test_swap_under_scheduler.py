@@ -5,7 +5,6 @@ the promoted adapter, not the base model (real gateway, engines and a published 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,18 +21,15 @@ from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import gateway
 
+from .conftest import step_until
+
 CFG = SchedulingConfig(step_s=0.3, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                        hpa_scale_down_window_s=0.6, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.3)
 
 
+
 def _until(backend: LocalBackend, cond: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        backend.step()
-        if cond():
-            return
-        time.sleep(CFG.step_s)
-    raise AssertionError(f"{what} not reached in {timeout} s; last step {backend.history[-1]}")
+    step_until(backend, cond, step_s=CFG.step_s, timeout=timeout, what=what)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to split")

@@ -26,6 +26,7 @@ import pytest
 from blacksoil.config import load_settings
 from blacksoil.contracts import AdapterVersion, ExperienceEvent
 from blacksoil.errors import ConfigError
+from blacksoil.experience import sink as sink_mod
 from blacksoil.experience.replay import policy_version_number
 from blacksoil.experience.replay_index import ReplayIndex
 from blacksoil.experience.sink import StoreSink
@@ -51,17 +52,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VLLM_ENV = ROOT / "tools" / "vllm-env.sh"
 
 
-class ListSink:
+class ListSink(sink_mod.ListSink):
     """Experience events kept in memory, for checking what the gateway captured."""
-
-    def __init__(self) -> None:
-        self.events: list[ExperienceEvent] = []
-
-    def emit(self, event: ExperienceEvent) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
 
     def by_request(self, request_id: str) -> ExperienceEvent:
         return next(e for e in self.events if e.request_id == request_id)
