@@ -6,13 +6,13 @@ transformers reads GGUF (slow: ~20-40 s); the cached safetensors folder loads in
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from blacksoil.errors import ConfigError
+from blacksoil.serving.hf_export import export
 from blacksoil.serving.models import default_model_path, validate_gguf
 from blacksoil.serving.vllm_env import hf_checkpoint_dir
 
@@ -62,32 +62,12 @@ def ensure_hf_copy(home: Path, gguf_path: str | Path | None = None) -> BaseModel
 
 
 def _convert(gguf: Path, target: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        export(gguf, target)
     except (ValueError, OSError, KeyError) as e:
         raise ConfigError(
             f"transformers cannot read {str(gguf)!r} as a GGUF model ({e}); pass a llama-family GGUF"
         ) from None
-    # transformers marks GGUF-loaded models as quantized and then refuses save_pretrained.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    model.is_quantized = False  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(target)
-    except OSError:
-        # Another process finished first: its copy is as good as ours.
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _info(gguf: Path, hf_dir: Path) -> BaseModelInfo:

@@ -19,31 +19,9 @@ log = logging.getLogger(__name__)
 
 VLLM_ENV_FIX = "create it with `make vllm-env` (tools/vllm-env.sh), or set serving.vllm.python"
 
-# Runs inside the vLLM environment (its torch + transformers + gguf), never imported here: the product's own
-# install needs no torch to serve. The same conversion as learning/basemodel.py, into the same cache folder.
-_EXPORT = """
-import os, shutil, sys
-from pathlib import Path
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-gguf, target = Path(sys.argv[1]), Path(sys.argv[2])
-tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-shutil.rmtree(tmp, ignore_errors=True)
-model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-model.hf_quantizer = None
-model.is_quantized = False
-if hasattr(model.config, "quantization_config"):
-    del model.config.quantization_config
-model.save_pretrained(str(tmp))
-tok.save_pretrained(str(tmp))
-target.parent.mkdir(parents=True, exist_ok=True)
-try:
-    tmp.rename(target)
-except OSError:
-    shutil.rmtree(tmp, ignore_errors=True)
-"""
+# Run by the vLLM environment's python as a script (it has no blacksoil installed): the one conversion the learner
+# uses too (learning/basemodel.py imports it), into the same cache folder.
+_EXPORT = Path(__file__).with_name("hf_export.py")
 
 
 def vllm_python(cfg: VllmConfig) -> Path:
@@ -75,7 +53,7 @@ def ensure_hf_checkpoint(home: Path, gguf: Path, python: Path, timeout_s: float 
         return target
     log.info("writing the HF checkpoint of %s to %s (once)", gguf, target)
     try:
-        res = subprocess.run([str(python), "-c", _EXPORT, str(gguf), str(target)], capture_output=True, text=True,
+        res = subprocess.run([str(python), str(_EXPORT), str(gguf), str(target)], capture_output=True, text=True,
                              timeout=timeout_s, env=os.environ | {"HF_HUB_OFFLINE": "1"})
     except subprocess.TimeoutExpired:
         raise InternalError(f"writing the HF checkpoint of {str(gguf)!r} took over {timeout_s:.0f} s; "
