@@ -18,7 +18,7 @@ import statistics
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,39 +65,6 @@ class FlywheelOptions:
             return cls(minutes=m, cap_minutes=m + 4.0, idle_s=40.0, rss_requests=500)
         m = minutes if minutes is not None else 30.0
         return cls(minutes=m, cap_minutes=m + 15.0, idle_s=120.0, rss_requests=10_000)
-
-
-@dataclass
-class _LearnerRun:
-    """The learner's thread and what it left behind (learning.loop.run_background's loop, keeping the Learner)."""
-
-    learner: Any = None
-    batches: list[list[Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def _learn(run: _LearnerRun, gw: Any, s: Any, stop: threading.Event, opts: Any, runner: Any) -> None:
-    # run_background's loop, holding on to the Learner: the bench reads its gate scores and trained batches.
-    from blacksoil.errors import BlacksoilError
-    from blacksoil.learning.context import LearnerContext
-    from blacksoil.learning.loop import Learner
-
-    try:
-        run.learner = Learner(gw, gw.sink.store, opts, LearnerContext.from_settings(s), runner)
-    except BlacksoilError as e:
-        run.errors.append(f"the learner did not start: {e.message}")
-        return
-    number = 0
-    while not stop.is_set():
-        number += 1
-        try:
-            run.learner.run_round(number)
-            run.batches.append(list(run.learner.last_batch))
-        except BlacksoilError as e:
-            if not stop.is_set():  # a round called off because the bench ends is no failure
-                run.errors.append(f"round {number}: {e.message}")
-        if stop.wait(s.platform.learner_interval_s):
-            break
 
 
 def _settings(home: Path, keys: dict[str, str], tenant: str, learner_key: str, opts: FlywheelOptions) -> Any:
@@ -149,7 +116,7 @@ def run_flywheel(opts: FlywheelOptions) -> dict[str, Any]:
     from blacksoil.config import settings
     from blacksoil.errors import ConfigError
     from blacksoil.learning.loop import LoopOptions
-    from blacksoil.platform import BackgroundLearner, make_sink, running_platform, scheduled_training
+    from blacksoil.platform import make_sink, running_platform, start_background_learner
 
     run = uuid.uuid4().hex[:6]
     acme, outsider, learner_tenant = f"acme-{run}", f"outside-{run}", f"learner-{run}"
@@ -159,7 +126,7 @@ def run_flywheel(opts: FlywheelOptions) -> dict[str, Any]:
     old_home = os.environ.get("BLACKSOIL_HOME")
     os.environ["BLACKSOIL_HOME"] = str(home)  # anything that reads the process settings sees the bench's home
     settings.cache_clear()
-    tally, learned = ft.Tally(), _LearnerRun()
+    tally, batches = ft.Tally(), []
     pii_prompt = ft.PiiPrompts()
     # Chat users ask what they can check and rate the answer by it; the PII carriers ask for an open-ended reply and
     # rate every one good, so that their (anonymized) rows are eligible for training and the PII search means something.
@@ -191,21 +158,21 @@ def run_flywheel(opts: FlywheelOptions) -> dict[str, Any]:
                 progress.update(bar, completed=opts.idle_s)
                 t["learn"] = time.monotonic()
                 stop = threading.Event()
-                runner, control = scheduled_training(gw, s, stop)
-                if control is None:
-                    raise ConfigError("bench flywheel schedules the learner next to serving and needs at least 2 "
-                                      "cores for this process")
                 loop_opts = LoopOptions(suites=opts.suites, attempts=1, tasks_per_suite=opts.tasks_per_suite,
                                         gate_tasks=opts.gate_tasks, steps=opts.steps, practice=opts.practice,
                                         concurrency=2)
-                thread = threading.Thread(target=_learn, args=(learned, gw, s, stop, loop_opts, runner), daemon=True,
-                                          name="learner")
-                thread.start()
+                # The bench reads every round's trained batch (the PII search) and the Learner's gate scores.
+                bg = start_background_learner(gw, s, stop, loop_opts,
+                                              on_round=lambda learner: batches.append(list(learner.last_batch)))
                 try:
+                    if bg.control is None:
+                        raise ConfigError("bench flywheel schedules the learner next to serving and needs at least "
+                                          "2 cores for this process")
+                    control = bg.control
                     _learning_phase(opts, s, control.backend, spiky, progress, t)
                 finally:
                     stop.set()
-                    BackgroundLearner(thread, control).join(timeout=600)
+                    bg.join(timeout=600)
                     t["stopped"] = time.monotonic()
             # The traffic stopped (its threads joined): only the outside requests run now.
             history = control.backend.recent()
@@ -223,7 +190,8 @@ def run_flywheel(opts: FlywheelOptions) -> dict[str, Any]:
     # Why the learner lost its cores, and the serving demand (cores) the policy saw then: a spike, or flapping.
     stops = [(r.demand, d.reason) for r in history for d in r.decisions if d.target == "learner"]
     preempted_at = [round(demand, 2) for demand, why in stops if why.startswith("serving short")]
-    return _result(opts, s, learned, tally, t, grants, [bool(r.learner_cores) for r in history], workload, rss,
+    return _result(opts, s, bg.rounds, batches, tally, t, grants, [bool(r.learner_cores) for r in history], workload,
+                   rss,
                    {"pii_prompts": pii_prompt.sent, "demand_at_preemptions": preempted_at,
                     "serving_cores_max": max((len(r.serving_cores) for r in history), default=0),
                     "agent_attempts": agents.attempts, "agent_passed": agents.passed,
@@ -290,7 +258,7 @@ def _rss_phase(gw: Any, api_key: str, n: int, tally: Any, progress: Any) -> dict
     return {"before": before, "after": _rss_mb()}
 
 
-def _result(opts: FlywheelOptions, s: Any, learned: _LearnerRun, tally: Any, t: dict[str, float],
+def _result(opts: FlywheelOptions, s: Any, learned: Any, batches: list[list[Any]], tally: Any, t: dict[str, float],
             grant_times: list[float], holds: list[bool], workload: Any, rss: dict[str, float],
             extra: dict[str, Any]) -> dict[str, Any]:
     from blacksoil.flywheel_metrics import core_grants, p99, pii_hits, resume_times, slo_attainment, step_faults
@@ -316,7 +284,7 @@ def _result(opts: FlywheelOptions, s: Any, learned: _LearnerRun, tally: Any, t: 
                 d = json.loads(line)
                 texts.add(tok.decode(list(d["prompt_ids"]) + list(d["completion_ids"])))
     if tok is not None:  # and what the learner kept of each round's batch
-        texts |= {tok.decode(list(x.prompt_ids) + list(x.completion_ids)) for batch in learned.batches for x in batch}
+        texts |= {tok.decode(list(x.prompt_ids) + list(x.completion_ids)) for batch in batches for x in batch}
     hits = pii_hits(texts, PLANTED_PII)
     idle = [g for at, g in tally.gaps if t["idle"] <= at < t["learn"]]
     slo_s = opts.slo_factor * p99(idle)

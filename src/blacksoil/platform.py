@@ -19,6 +19,7 @@ from blacksoil.config import settings as current_settings
 from blacksoil.contracts import TENANT_ID_MAX, AdapterVersion, ExperienceSink
 from blacksoil.errors import ConfigError, error_body
 from blacksoil.experience.sink import StoreSink, make_sink
+from blacksoil.serving.replica_api import PREFIX as REPLICA_API
 
 # Probes, aggregate metrics, the API schema and the console's static shell stay open: no tenant data in them.
 _OPEN_PATHS = frozenset({"/health", "/metrics", "/console", "/docs", "/openapi.json"})
@@ -47,6 +48,8 @@ def install_auth(app: FastAPI, api_keys: dict[str, str]) -> None:
             request.state.tenant = tenant
             return await call_next(request)
         if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
+            return await call_next(request)
+        if path.startswith(REPLICA_API):  # takes the gateway's admin key, not a tenant's: checked by its routes
             return await call_next(request)
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
@@ -128,8 +131,10 @@ def _log(line: str) -> None:
 class BackgroundLearner:
     """The learner's thread and, when its training is scheduled, the control loop that places it."""
 
-    def __init__(self, thread: threading.Thread, control: Any = None) -> None:
+    def __init__(self, thread: threading.Thread, rounds: Any, control: Any = None) -> None:
         self.thread = thread
+        self.rounds = rounds
+        """learning.loop.RoundLoop: the Learner and the rounds' errors."""
         self.control = control
         """scheduling.backends.scheduled_learner.ControlLoop, or None when training runs in the learner's thread."""
 
@@ -142,16 +147,17 @@ class BackgroundLearner:
 
 
 def start_background_learner(gw: Any, s: Settings, stop: threading.Event, opts: Any = None,
-                             scheduled: bool = True) -> BackgroundLearner:
+                             scheduled: bool = True, on_round: Any = None) -> BackgroundLearner:
     """Learning rounds against the running gateway every platform.learner_interval_s, in a thread.
 
     The gateway's sink must be the experience store (see `blacksoil up`): the learner reads what it stored. With
     `scheduled` (and at least 2 cores) each round's training runs in a preemptible worker process that the unified
     policy places through the local backend, yielding its cores to another engine replica when serving demand rises;
-    otherwise it runs in the learner's thread. `opts`: the rounds' sizes (learning.loop.LoopOptions; None = defaults).
+    otherwise it runs in the learner's thread. `opts`: the rounds' sizes (learning.loop.LoopOptions; None = defaults);
+    `on_round(learner)`: called after every finished round.
     """
     from blacksoil.learning.context import LearnerContext
-    from blacksoil.learning.loop import run_background
+    from blacksoil.learning.loop import RoundLoop
 
     if not isinstance(gw.sink, StoreSink):
         raise ConfigError(f"the learner reads the experience store, but platform.experience_sink is "
@@ -162,11 +168,11 @@ def start_background_learner(gw: Any, s: Settings, stop: threading.Event, opts: 
         _log("learner: training runs in the learner's thread, unscheduled: the engine replicas are not local "
              "processes (`--backend ray`), so no core can move between them and the learner")
         runner = control = None
-    thread = threading.Thread(target=run_background, daemon=True, name="learner",
-                              args=(gw, gw.sink.store, s.platform.learner_interval_s, stop,
-                                    LearnerContext.from_settings(s), opts, runner))
+    rounds = RoundLoop(gw, gw.sink.store, s.platform.learner_interval_s, stop, LearnerContext.from_settings(s), opts,
+                       runner, on_round)
+    thread = threading.Thread(target=rounds.run, daemon=True, name="learner")
     thread.start()
-    return BackgroundLearner(thread, control)
+    return BackgroundLearner(thread, rounds, control)
 
 
 def scheduled_training(gw: Any, s: Settings, stop: threading.Event) -> tuple[Any, Any]:
@@ -199,7 +205,7 @@ def scheduled_training(gw: Any, s: Settings, stop: threading.Event) -> tuple[Any
     console = getattr(gw.app.state, "console", None)
     if console is not None:
         console.extras["scheduler"] = backend  # the scheduling view reads its recent steps
-    return ScheduledRunner(workload, stop), ControlLoop(backend, cfg.step_s).start()
+    return ScheduledRunner(workload, stop, backend=backend), ControlLoop(backend, cfg.step_s).start()
 
 
 def resolve_adapter(s: Settings, choice: str | None, model: str | None = None) -> AdapterVersion | None:

@@ -3,6 +3,7 @@ deliberately damaged adapter (large random lora_B) is rejected with the numbers.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,15 @@ def test_learned_suites_are_scored_on_the_first_gate_tasks(env_settings: EnvSett
     gate = EvalGate(["tools-basic"], held_out=["tools-general"], tasks_per_suite=3, margin=0.0, tolerance=0.02,
                     settings=env_settings)
     assert [t.id for t in gate.tasks("tools-basic")] == [t.id for t in api.list_tasks("tools-basic", "dev")[:3]]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to pin one")
+def test_the_scoring_engine_runs_on_the_cores_it_is_given(blacksoil_home: Path) -> None:
+    from blacksoil.learning.gate import serving
+
+    core = max(os.sched_getaffinity(0))
+    root = load_settings(serving={"threads": 1, "slots": 1, "ctx": 512})
+    with serving(None, root.serving, root, cores=(core,)) as gw:
+        (replica,) = gw.pool.replicas.values()
+        pid = replica.engine.pid  # type: ignore[attr-defined]
+        assert pid is not None and os.sched_getaffinity(pid) == {core}

@@ -46,6 +46,8 @@ class Seen:
     served_ok: int = 0
     console: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    scoring_cores: tuple[int, ...] = ()
+    serving_cores: tuple[int, ...] = ()
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str, seen: Seen) -> None:
@@ -126,6 +128,9 @@ def seen(settings_: Settings) -> Iterator[Seen]:
                 out.phases["round_done"] = time.monotonic() - t0
                 out.round = read_rounds(s.home)[-1]
                 _wait(lambda: not backend.recent(1)[0].learner_cores, 30, "the idle learner released its core", out)
+                # What the next round's gate would score on, next to what serving holds at the same step.
+                out.scoring_cores = bg.rounds.runner.scoring_cores()
+                out.serving_cores = backend.recent(1)[0].serving_cores
                 r = httpx.get(gw.url + "/v1/console/scheduling", headers={"Authorization": f"Bearer {ACME_KEY}"},
                               timeout=30)
                 assert r.status_code == 200, r.text
@@ -198,3 +203,7 @@ def _model() -> str:
     from blacksoil.serving.models import ModelRegistry
 
     return ModelRegistry(load_settings().home).resolve(None).name
+
+
+def test_the_gate_scores_on_cores_serving_does_not_hold(seen: Seen) -> None:
+    assert seen.scoring_cores and not set(seen.scoring_cores) & set(seen.serving_cores)

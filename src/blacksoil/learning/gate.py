@@ -119,12 +119,14 @@ class EvalGate:
         tasks = api.list_tasks(suite, self.split)
         return tasks[: self.tasks_per_suite] if self.tasks_per_suite and suite not in self.held_out else tasks
 
-    def score(self, adapter: AdapterVersion | None, on_episode: EpisodeCallback | None = None) -> dict[str, SuiteScore]:
-        """Completion per suite of the base model (None) or of `adapter`, on a private gateway."""
+    def score(self, adapter: AdapterVersion | None, on_episode: EpisodeCallback | None = None,
+              cores: tuple[int, ...] = ()) -> dict[str, SuiteScore]:
+        """Completion per suite of the base model (None) or of `adapter`, on a private gateway whose engine runs on
+        `cores` (() = wherever the OS puts it)."""
         from blacksoil.agentscore import api
 
         out = {}
-        with serving(adapter, self.serving_cfg, self.root) as gw:
+        with serving(adapter, self.serving_cfg, self.root, cores) as gw:
             agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model, config=self.agent_config,
                                    api_key=self.api_key)
             for suite in self.suites:
@@ -134,24 +136,25 @@ class EvalGate:
         return out
 
     def judge(self, baseline: dict[str, SuiteScore], candidate: AdapterVersion,
-              on_episode: EpisodeCallback | None = None) -> GateDecision:
-        """Score `candidate` and compare it with the baseline scores of what is served now."""
-        return decide(baseline, self.score(candidate, on_episode), self.margin, self.tolerance)
+              on_episode: EpisodeCallback | None = None, cores: tuple[int, ...] = ()) -> GateDecision:
+        """Score `candidate` (on `cores`) and compare it with the baseline scores of what is served now."""
+        return decide(baseline, self.score(candidate, on_episode, cores), self.margin, self.tolerance)
 
 
 @contextlib.contextmanager
 def serving(adapter: AdapterVersion | None, cfg: ServingConfig | None = None,
-            root: Any = None) -> Iterator[RunningGateway]:
+            root: Any = None, cores: tuple[int, ...] = ()) -> Iterator[RunningGateway]:
     """A private one-replica gateway serving the base model or `adapter` (for scoring, never for users).
 
-    `cfg` is a ServingConfig (None = the root settings' own); `root` the root settings the gateway starts with.
+    `cfg` is a ServingConfig (None = the root settings' own); `root` the root settings the gateway starts with;
+    `cores` where its engine runs (() = wherever the OS puts it).
     """
     from blacksoil.serving.launch import gateway
 
-    with gateway(root, replicas=1, sink=_NullSink(), serving=cfg) as gw:
+    with gateway(root, replicas=1, sink=_NullSink(), serving=cfg, cores=cores) as gw:
         if adapter is not None:
             old = [r.name for r in gw.pool.info()]
-            green = gw.pool.start_replica(adapter)
+            green = gw.pool.start_replica(adapter, cores=cores)
             gw.pool.route_new_sessions_to(green.name)
             for name in old:
                 gw.pool.stop_replica(name)

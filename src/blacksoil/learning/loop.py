@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from blacksoil.learning.runner import InProcessRunner, TrainJob, TrainRunner
 from blacksoil.learning.samples import TrainSample
 from blacksoil.serving.config import ServingConfig
 
-__all__ = ["Learner", "LoopOptions", "RoundResult", "all_cores", "log_round", "run_background", "run_demo",
+__all__ = ["Learner", "LoopOptions", "RoundLoop", "RoundResult", "all_cores", "log_round", "run_demo",
            "run_learning", "score_test", "serving_config"]
 
 console = Console()
@@ -234,10 +234,12 @@ class Learner:
         with _progress() as p:
             if self.baseline is None:
                 bar = p.add_task("eval gate: scoring the served model (dev split)", total=n)
-                self.baseline = self.gate.score(self.served, on_episode=lambda e: p.advance(bar))
+                self.baseline = self.gate.score(self.served, on_episode=lambda e: p.advance(bar),
+                                                cores=self.runner.scoring_cores())
                 self.initial_dev = overall(self.baseline)
             bar = p.add_task(f"eval gate: scoring {candidate.version} (dev split)", total=n)
-            return self.gate.judge(self.baseline, candidate, on_episode=lambda e: p.advance(bar))
+            return self.gate.judge(self.baseline, candidate, on_episode=lambda e: p.advance(bar),
+                                   cores=self.runner.scoring_cores())
 
 
 def all_cores() -> int:
@@ -260,20 +262,45 @@ def log_round(home: Path, result: RoundResult) -> None:
         os.fsync(f.fileno())
 
 
-def run_background(gw: RunningGateway, store: ExperienceStore, interval_s: float, stop: threading.Event,
-                   ctx: LearnerContext, opts: LoopOptions | None = None, runner: TrainRunner | None = None) -> None:
-    """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`;
-    `runner` places each round's training (None = in this process)."""
-    learner = Learner(gw, store, opts or LoopOptions(), ctx, runner)
-    number = 0
-    while not stop.is_set():
-        number += 1
+class RoundLoop:
+    """`blacksoil up --learner`: a learning round every `interval_s` against the running gateway until `stop`.
+
+    Keeps the Learner (its gate scores and last batch) and the rounds' errors, so a caller such as `bench flywheel`
+    reads what the rounds did instead of running a loop of its own. `runner` places each round's training (None =
+    in this thread); `on_round(learner)` runs after every finished round."""
+
+    def __init__(self, gw: RunningGateway, store: ExperienceStore, interval_s: float, stop: threading.Event,
+                 ctx: LearnerContext, opts: LoopOptions | None = None, runner: TrainRunner | None = None,
+                 on_round: Callable[[Learner], None] | None = None) -> None:
+        self.gw, self.store, self.interval_s, self.stop, self.ctx = gw, store, interval_s, stop, ctx
+        self.opts, self.runner, self.on_round = opts or LoopOptions(), runner, on_round
+        self.learner: Learner | None = None
+        """Set once the learner started (None = it did not: see `errors`)."""
+        self.errors: list[str] = []
+        """Why a round (or the start) failed; a round called off because the platform stops is no failure."""
+
+    def run(self) -> None:
         try:
-            learner.run_round(number)
-        except BlacksoilError as e:  # a failed round must not take the platform down; the next one retries
-            console.print(f"[red]learning round {number} failed:[/] {e.message}")
-        if stop.wait(interval_s):
-            break
+            self.learner = Learner(self.gw, self.store, self.opts, self.ctx, self.runner)
+        except BlacksoilError as e:
+            self._failed(f"the learner did not start: {e.message}")
+            return
+        number = 0
+        while not self.stop.is_set():
+            number += 1
+            try:
+                self.learner.run_round(number)
+                if self.on_round is not None:
+                    self.on_round(self.learner)
+            except BlacksoilError as e:  # a failed round must not take the platform down; the next one retries
+                if not self.stop.is_set():
+                    self._failed(f"learning round {number} failed: {e.message}")
+            if self.stop.wait(self.interval_s):
+                break
+
+    def _failed(self, why: str) -> None:
+        self.errors.append(why)
+        console.print(f"[red]{why}[/]")
 
 
 def run_learning(rounds: int, opts: LoopOptions, ctx: LearnerContext) -> list[RoundResult]:

@@ -48,6 +48,11 @@ class TrainRunner(Protocol):
         """Train `job.steps` steps, write the adapter to `job.adapter_out`; `on_step(step, stats)` reports progress."""
         ...
 
+    def scoring_cores(self) -> tuple[int, ...]:
+        """Cores the eval gate's scoring engine may use now, so that it never runs on serving's cores (() = wherever
+        the OS puts it: nothing else is scheduled on this machine)."""
+        ...
+
 
 class InProcessRunner:
     """The LoRA trainer in this process, on the cores this process has (learn and demo: phases never overlap)."""
@@ -62,3 +67,6 @@ class InProcessRunner:
         res = trainer.train(job.samples, job.steps, on_step=on_step)
         trainer.save_adapter(job.adapter_out)
         return res
+
+    def scoring_cores(self) -> tuple[int, ...]:
+        return ()  # learn and demo run one phase at a time: scoring may use every core

@@ -63,8 +63,10 @@ def listen_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None = None) -> ReplicaPool:
-    """Start the engines the configuration asks for (embedded replicas with `adapter`, or upstream URLs)."""
+def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None = None,
+               cores: tuple[int, ...] = ()) -> ReplicaPool:
+    """Start the engines the configuration asks for (embedded replicas with `adapter` on `cores`, () = wherever the
+    OS puts them; or upstream URLs)."""
     if cfg.upstreams and cfg.engine == "vllm":  # a running vLLM: its token capture and runtime LoRA, not generic
         return attach_vllm_pool(cfg)
     if cfg.upstreams:
@@ -80,7 +82,7 @@ def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None =
     pool = ReplicaPool(cfg, entry, entry.name)
     try:
         for _ in range(cfg.replicas):
-            pool.start_replica(adapter)
+            pool.start_replica(adapter, cores=cores)
     except BaseException:
         pool.close()
         raise
@@ -96,9 +98,10 @@ class _Server(uvicorn.Server):
 def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
             replicas: int | None = None, sink: ExperienceSink | None = None,
             serving: ServingConfig | None = None, adapter: AdapterVersion | None = None,
-            configure: Callable[[FastAPI, str], None] | None = None) -> Iterator[GatewayHandle]:
-    """Start engines (serving `adapter`, None = the base model) and the gateway on 127.0.0.1, wait for /health,
-    yield, stop everything.
+            configure: Callable[[FastAPI, str], None] | None = None,
+            cores: tuple[int, ...] = ()) -> Iterator[GatewayHandle]:
+    """Start engines (serving `adapter`, None = the base model; pinned to `cores`, () = unpinned) and the gateway on
+    127.0.0.1, wait for /health, yield, stop everything.
 
     `configure(app, url)` runs before the server starts: the platform adds auth, the feedback API and the console.
     """
@@ -121,7 +124,7 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
     thread: threading.Thread | None = None
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
-        pool = build_pool(s, cfg, adapter)
+        pool = build_pool(s, cfg, adapter, cores)
     except BaseException:
         sock.close()
         if own_sink:

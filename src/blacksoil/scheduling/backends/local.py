@@ -196,6 +196,12 @@ class LocalBackend:
             self.serving.start(Allocation(cores=cores))
         self._serving_cores = cores
 
+    def free_cores(self) -> tuple[int, ...]:
+        """Cores neither serving nor any learner holds now (what a short job beside them, such as the eval gate's
+        scoring engine, may use without slowing serving)."""
+        held = set(self._serving_cores).union(*self._learner_cores.values())
+        return tuple(c for c in self.cores if c not in held)
+
     def close(self, keep_serving: bool = False) -> None:
         """Checkpoint and stop every learner, and serving too unless `keep_serving` (a gateway that shuts down
         by itself afterwards stops its own replicas)."""

@@ -81,10 +81,18 @@ class ScheduledRunner:
     `stop` ends the wait (the platform is shutting down): the round fails, and the worker is stopped through a
     checkpoint by the backend (its assignment is taken away)."""
 
-    def __init__(self, workload: LearnerWorkload, stop: threading.Event, poll_s: float = 0.5) -> None:
+    def __init__(self, workload: LearnerWorkload, stop: threading.Event, poll_s: float = 0.5,
+                 backend: LocalBackend | None = None) -> None:
+        """`backend`: the one placing `workload`; the eval gate then scores on the cores it leaves free."""
         self.workload = workload
         self.stop = stop
         self.poll_s = poll_s
+        self.backend = backend
+
+    def scoring_cores(self) -> tuple[int, ...]:
+        """The cores the backend leaves free now: between rounds the learner holds none, and serving only what its
+        demand needs. () when serving took every core (the scoring engine then runs where the OS puts it)."""
+        return self.backend.free_cores() if self.backend is not None else ()
 
     def run(self, job: TrainJob, on_step: StepCallback | None = None) -> TrainResult:
         t0 = time.monotonic()
