@@ -3,6 +3,7 @@
 #   bubblewrap  - the tool sandbox (security/, agents/ sandboxed tools)
 #   postgresql  - the experience store's PostgreSQL tests (a throwaway cluster on 127.0.0.1)
 #   chromium    - the console's browser tests
+#   iproute2    - `ss`: the DDP wire bench reads the kernel's per-socket byte counters with it
 # Called by `make system-deps` (so `make test`) and by tests/conftest.py before any test runs, so any
 # subset of the suite works on a fresh machine. Installs only what is missing; as a non-root user it
 # installs nothing and prints the one command to run. The product itself never runs apt-get.
@@ -14,6 +15,7 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v in
     missing+=(postgresql)
 fi
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -60,7 +60,7 @@ def serve(
     slots: Annotated[int | None, typer.Option(help="KV-cache slots per replica.")] = None,
     ctx: Annotated[int | None, typer.Option(help="Context tokens per replica, shared by its slots.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Requests admitted per replica (0 = slots).")] = None,
-    policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent or fcfs.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Scheduling policy: agent, round_robin or fcfs.")] = None,
     adapter: Annotated[str | None, typer.Option(help=ADAPTER_HELP)] = None,
     engine: Annotated[str | None, typer.Option(help="Engine blacksoil starts: llamacpp (embedded, default) or vllm "
                                                "(vLLM's OpenAI server from .venv-vllm; `make vllm-env`).")] = None,

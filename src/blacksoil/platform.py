@@ -250,8 +250,10 @@ def run_up(port: int, learner: bool | None, adapter: str | None = None, backend:
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with running_platform(s, port=port, sink=sink, adapter=resolve_adapter(s, adapter)) as gw, \
-                replicas_on(gw.pool, s.serving.replicas):
+        served = resolve_adapter(s, adapter)
+        on_ray = (backend or s.scheduling.backend) == "ray"  # no engine of its own: the actors are its replicas
+        with running_platform(s, port=port, sink=sink, adapter=served, engines=not on_ray) as gw, \
+                replicas_on(gw, s, served):
             err.print(f"blacksoil is up: API {gw.openai_base_url}  console {gw.url}/console  metrics {gw.url}/metrics")
             # `--backend ray` puts the engines on Ray actors, which the local scheduler cannot pin or trade cores with.
             worker = start_background_learner(gw, s, stop, scheduled=(backend or s.scheduling.backend) == "local") \

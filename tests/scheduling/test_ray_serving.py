@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,13 +13,17 @@ from openai import OpenAI
 from tests.scheduling.conftest import node_with
 
 from blacksoil.config import load_settings
+from blacksoil.errors import ConfigError
 from blacksoil.serving.config import ServingConfig
 from blacksoil.serving.launch import GatewayHandle, gateway
+from blacksoil.serving.models import ModelRegistry
+from blacksoil.serving.pool import ReplicaPool
 
 ray = pytest.importorskip("ray")
 
 
 from blacksoil.scheduling.backends.ray_serving import RayReplicas  # noqa: E402
+from blacksoil.scheduling.backends.ray_vllm import engine_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +94,28 @@ def test_killed_replica_actor_ends_its_stream_with_an_error_and_later_requests_s
     answers = [client.chat.completions.create(model=gw.model, messages=[{"role": "user", "content": f"Hi {k}"}],
                                               max_tokens=2).choices[0].finish_reason for k in range(3)]
     assert all(a in ("stop", "length") for a in answers)  # every request after the kill answered
+
+
+def test_a_replica_actor_picks_vllm_with_a_gpu_and_llamacpp_without() -> None:
+    assert (engine_for([0]), engine_for([])) == ("vllm", "llamacpp")
+
+
+def test_a_replica_on_a_gpu_node_runs_vllm_and_names_the_missing_vllm_environment(ray_cluster: Any,
+                                                                                    tmp_path: Path) -> None:
+    # Not a GPU: a Ray node that declares one, which is what the selection reads. No vLLM environment there.
+    cfg = ServingConfig.model_validate({"threads": 1, "slots": 2, "ctx": 2048,
+                                        "vllm": {"python": str(tmp_path / "no-venv-vllm" / "bin" / "python")}})
+    entry = ModelRegistry(load_settings().home).resolve(None)
+    pool = ReplicaPool(cfg, entry, entry.name)
+    node = ray_cluster.add_node(num_cpus=0, num_gpus=1, object_store_memory=80_000_000)
+    replicas = RayReplicas(pool)
+    try:
+        ray_cluster.wait_for_nodes()
+        with pytest.raises(ConfigError) as err:
+            replicas.start({"num_cpus": 0, "num_gpus": 1})
+    finally:
+        replicas.close()
+        ray_cluster.remove_node(node)
+    assert err.value.message.startswith(f"the vllm serving replica on Ray node {node.node_id} could not start")
+    assert "the vLLM environment is missing" in err.value.message and "make vllm-env" in err.value.message
+    assert pool.info() == []  # nothing was registered

@@ -125,3 +125,117 @@ def test_unhealthy_replica_gets_nothing_and_forgets_its_caches() -> None:
     assert s.dispatch() == []
     s.set_healthy("r0", True)
     assert len(s.dispatch()) == 1
+
+
+def _replicas(policy: str, n: int, concurrency: int = 1, slots: int = 2, **kw: float) -> Admission:
+    s = Admission(policy, 64, **kw)  # type: ignore[arg-type]
+    for i in range(n):
+        s.add_replica(f"r{i}", concurrency, slots)
+    return s
+
+
+def _one(s: Admission, t: Ticket) -> Ticket:
+    s.enqueue(t)
+    (placed,) = s.dispatch()
+    return placed
+
+
+def test_round_robin_rotates_requests_over_replicas() -> None:
+    s = _replicas("round_robin", 3, concurrency=4, slots=4)
+    placed = [_one(s, Ticket(f"q{i}", "same-session")).replica for i in range(6)]
+    assert placed == ["r0", "r1", "r2", "r0", "r1", "r2"]  # no affinity: one session's turns go round
+
+
+def test_round_robin_lets_the_engine_pick_the_slot() -> None:
+    s = _replicas("round_robin", 2)
+    assert _one(s, Ticket("q", "A")).slot is None
+
+
+def test_round_robin_waits_for_its_assigned_replica() -> None:
+    s = _replicas("round_robin", 2)
+    a = _one(s, Ticket("a"))
+    b = _one(s, Ticket("b"))
+    s.release(b)
+    s.enqueue(Ticket("c"))  # its turn is r0's, still busy; r1 is idle, but a load balancer does not know
+    assert s.dispatch() == []
+    s.release(a)
+    assert [t.replica for t in s.dispatch()] == [a.replica]
+
+
+def test_round_robin_skips_a_replica_that_stopped_accepting() -> None:
+    s = _replicas("round_robin", 2, concurrency=4, slots=4)
+    s.set_accepting("r0", False)
+    assert {_one(s, Ticket(f"q{i}")).replica for i in range(3)} == {"r1"}
+
+
+def test_new_session_goes_to_the_replica_holding_its_prefix() -> None:
+    s = _replicas("agent", 2, concurrency=2, slots=4)
+    first = _one(s, Ticket("a1", "A", prefix_key="agent-1"))
+    second = _one(s, Ticket("b1", "B", prefix_key="agent-1"))  # the other replica is idle: least-loaded would go there
+    assert second.replica == first.replica
+
+
+def test_new_sessions_of_many_prefixes_use_every_replica() -> None:
+    s = _replicas("agent", 3, concurrency=64, slots=64)
+    homes = {_one(s, Ticket(f"q{i}", f"s{i}", prefix_key=f"agent-{i}")).replica for i in range(30)}
+    assert homes == {"r0", "r1", "r2"}
+
+
+def test_new_session_takes_the_slot_holding_its_prefix_over_the_least_recently_used() -> None:
+    s = _replicas("agent", 1, concurrency=2, slots=2)
+    a1 = _one(s, Ticket("a1", "A", prefix_key="agent-1"))
+    s.release(a1)
+    c1 = _one(s, Ticket("c1", "C", prefix_key="agent-2"))
+    s.release(c1)
+    s.release(_one(s, Ticket("a2", "A", prefix_key="agent-1")))  # A's slot is now the most recently used
+    b1 = _one(s, Ticket("b1", "B", prefix_key="agent-1"))
+    assert b1.slot == a1.slot
+
+
+def test_new_session_leaves_a_full_overloaded_home_for_the_next_replica() -> None:
+    s = _replicas("agent", 2)
+    first = _one(s, Ticket("a1", "A", prefix_key="agent-1"))
+    spilled = _one(s, Ticket("b1", "B", prefix_key="agent-1"))  # home full, the other idle: 2 > 1.25 x mean 1
+    assert spilled.replica != first.replica
+
+
+def test_new_session_waits_for_a_full_home_that_is_not_overloaded() -> None:
+    s = _replicas("agent", 2, concurrency=2, slots=2, prefix_load_factor=2.0)
+    first = _one(s, Ticket("a1", "A", prefix_key="agent-1"))
+    _one(s, Ticket("a2", "A2", prefix_key="agent-1"))  # the home is full now
+    _one(s, Ticket("x", "X"))  # no prefix: least loaded, the other replica
+    s.enqueue(Ticket("b1", "B", prefix_key="agent-1"))  # demand 3 vs 1: under 2.0 x the mean of 2
+    assert s.dispatch() == []
+    s.release(first)
+    assert [t.replica for t in s.dispatch()] == [first.replica]
+
+
+def _homes(s: Admission, keys: list[str]) -> dict[str, str]:
+    out = {}
+    for k in keys:
+        t = _one(s, Ticket(k, prefix_key=k))
+        assert t.replica is not None
+        out[k] = t.replica
+        s.release(t)
+    return out
+
+
+KEYS = [f"prefix-{i}" for i in range(600)]
+
+
+def test_removing_a_replica_moves_only_the_keys_it_held() -> None:
+    before = _homes(_replicas("agent", 5, concurrency=1, slots=1), KEYS)
+    s = _replicas("agent", 5, concurrency=1, slots=1)
+    s.remove_replica("r2")
+    after = _homes(s, KEYS)
+    assert {k for k in KEYS if after[k] != before[k]} == {k for k in KEYS if before[k] == "r2"}
+
+
+def test_adding_a_replica_takes_about_its_share_of_keys_from_the_others() -> None:
+    before = _homes(_replicas("agent", 5, concurrency=1, slots=1), KEYS)
+    s = _replicas("agent", 5, concurrency=1, slots=1)
+    s.add_replica("r5", 1, 1)
+    after = _homes(s, KEYS)
+    moved = [k for k in KEYS if after[k] != before[k]]
+    assert {after[k] for k in moved} == {"r5"}
+    assert 0.10 < len(moved) / len(KEYS) < 0.25  # 1/6 expected

@@ -12,6 +12,7 @@ import pytest
 
 from blacksoil.config import load_settings
 from blacksoil.experience.sink import JsonlSink
+from blacksoil.serving.gateway import prefix_key
 from blacksoil.serving.launch import GatewayHandle, experience_path
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
@@ -165,3 +166,35 @@ def test_client_disconnect_frees_the_slot(gw: GatewayHandle) -> None:
     r2 = _client(gw).chat.completions.create(model=gw.model, messages=[{"role": "user", "content": "Hi"}],
                                              max_tokens=2)
     assert r2.choices[0].message.content is not None
+
+
+AGENT = "You are the plant maintenance agent. Use the tools to read sensors and file work orders. " * 4
+
+
+def _chat(system: str, user: str, **extra: object) -> dict[str, object]:
+    return {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}], **extra}
+
+
+def test_sessions_sharing_a_system_prompt_share_a_prefix_key() -> None:
+    assert prefix_key(_chat(AGENT, "Pump 3 is loud.")) == prefix_key(_chat(AGENT, "Valve 7 leaks."))
+
+
+def test_a_different_system_prompt_has_another_prefix_key() -> None:
+    assert prefix_key(_chat(AGENT, "Pump 3 is loud.")) != prefix_key(_chat(AGENT + " Be brief.", "Pump 3 is loud."))
+
+
+def test_tools_are_part_of_the_prefix_key() -> None:
+    assert prefix_key(_chat(AGENT, "Hi", tools=[WEATHER])) != prefix_key(_chat(AGENT, "Hi", tools=[TIME]))
+
+
+def test_a_short_system_prompt_has_no_prefix_key() -> None:
+    assert prefix_key(_chat("You are a helpful assistant.", "Hi")) is None
+
+
+def test_the_gateway_places_a_session_with_its_prefix_key(gw: GatewayHandle) -> None:
+    body = _chat(AGENT, "Name a pump.")
+    r = httpx.post(gw.openai_base_url + "/chat/completions", timeout=120,
+                   json=body | {"model": gw.model, "max_tokens": 2, "user": "sess-prefix"})
+    assert r.status_code == 200, r.text
+    where, slot = gw.pool.admission.affinity["sess-prefix"]
+    assert gw.pool.admission.replicas[where].slot_prefix[slot] == prefix_key(body)

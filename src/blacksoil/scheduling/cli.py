@@ -38,19 +38,30 @@ time of one policy step in Python; on this shared 2-core machine (load average >
 contention."""
 
 CLUSTER_NOTES = """`ray.cluster_utils.Cluster` on this machine: a 0-CPU head and two 1-CPU worker nodes, each
-its own raylet. Routing: two engine replica actors (embedded llama.cpp, 1 thread, 4 slots each) behind one
-gateway; 8 concurrent sessions share a system prompt and each has its own ~400-token log, 4 turns, 4-token answers;
-TTFT is measured by the client (queue included); round_robin = the gateway's fcfs policy (least-loaded replica,
-no session affinity), affinity = its agent policy (session → replica and slot). The first turn of every session
-is cold in both arms and sets the overall p99; followup_ttft_p99_s covers turns 2+. Replica kill: 4 long streams
+its own raylet. Routing: two engine replica actors (embedded llama.cpp, 1 thread, 4 slots, 2 requests at once each)
+behind one gateway, fresh for each arm; 8 agent sessions alternate between two agents whose system prompts
+(instructions + 8 tool schemas, ~900 tokens) every session of that agent shares; each turn appends the tool
+call and, after the tool's 1-3 s, its ~250-token JSON result; 4 turns, 4-token answers. A cold wave (8 one-turn
+sessions on the fresh engines, cold_ttft_p99_s) runs first; the TTFTs, speedup and hit ratios are those of
+the warm wave that follows (8 new sessions). TTFT is measured by the client (queue included); round_robin = the
+gateway's round_robin policy (each request to the next replica, as a plain load balancer), prefix_affinity = its
+agent policy (a session → the replica and slot holding its context, a new one → the replica holding its
+agent's prompt by rendezvous hashing with bounded loads). Replica kill: 4 long streams
 over two replicas, one actor killed, then 8 new requests sent at once. Learner kill: two LoRA trainer ranks (one
-per node, gloo) checkpoint every step; rank 1 is killed after step 2. Not measured yet: the DDP bytes ratio on
-the wire, and scale-up driven by the policy from live demand (scale_up_s is one replica's start call to its first
-answer).
-Reading the routing result: affinity pins a new session to an empty slot, so its first turn recomputes the shared
-system prompt that fcfs (llama.cpp choosing the slot by prompt similarity) reuses; affinity wins on follow-up turns
-and loses that shared-prefix reuse on first turns. Routing that sends a new session to the slot holding its longest
-shared prefix is the missing piece (not done)."""
+per node, gloo) checkpoint every step; rank 1 is killed after step 2. DDP wire: a two-rank gang (one rank per
+node) trains 16 steps (28 full) per comm hook on the same samples and seed; bytes = the kernel's tcp_info bytes_sent
+on the gloo sockets between the two ranks (TCPStore excluded), summed over both ranks; the ratio covers all steps,
+priority's exact first step included (after_first_step: steps 2..N); ddp_loss_gap = the largest |loss difference|
+at the same steps. Scale up/down: `up --backend ray`'s serving (no local engine; the unified policy steps every 0.5 s on the
+gateway's /metrics, scale-down window 2 s) at one replica; 6 concurrent 48-token streams on its 2 slots are the
+demand spike; scale_up_s = spike to a new replica actor serving one of them (the policy's decision, the actor's
+start on the free node and the model load included).
+Reading the routing result: round robin sends every other turn of a session to the replica that does not hold its
+context, which recomputes the session's history there (llama.cpp still finds the shared system prompt in a slot);
+prefix affinity computes only each turn's new tokens. The cold wave goes the other way: prefix affinity puts each
+new session in an empty slot, which computes the system prompt again (llama.cpp shares no KV between slots, and a
+pinned empty slot loads nothing from its host-RAM prompt cache), while llama.cpp's own slot choice under round
+robin lets later sessions reuse it."""
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

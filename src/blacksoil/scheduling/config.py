@@ -21,6 +21,9 @@ class SchedulingConfig(ComponentConfig):
     """Which backend runs the workloads: local processes, a Ray cluster or the Kubernetes operator."""
     ray_address: str = "auto"
     """Ray cluster to join with backend = ray: `auto` (the cluster this machine belongs to) or HOST:PORT of its head."""
+    ray_shared_dir: str | None = None
+    """A folder every Ray node mounts at this same path: served adapters are copied there for the replica actors
+    (None = the adapters' own paths under the home: one machine, or a home on shared storage)."""
     accelerators_per_node: PositiveInt = 8
     """Accelerators per node (count); nodes are the fast-interconnect domain."""
     nodes_per_rack: PositiveInt = 16

@@ -39,6 +39,7 @@ from blacksoil.serving.gateway import Call, Gateway, session_and_priority
 from blacksoil.serving.metrics import GatewayMetrics
 from blacksoil.serving.pool import ReplicaPool
 from blacksoil.serving.protocol import ChatRequest, CompletionRequest
+from blacksoil.serving.replica_api import replica_router
 
 log = logging.getLogger(__name__)
 _HTTP_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -211,4 +212,5 @@ def create_app(pool: ReplicaPool, *, sink: ExperienceSink | None = None, metrics
             metrics.replicas.labels(i.name, pool.served_name, i.adapter_version, i.status).set(1)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    app.include_router(replica_router(pool, pool.config.admin_key))  # engines others run join the pool (admin key)
     return app

@@ -128,11 +128,20 @@ class ServingConfig(ComponentConfig):
     """Longest a single engine call may take (seconds)."""
     policy: str = "agent"
     """Scheduling policy: `agent` (priority, then arrival; a session stays on the replica and slot holding its
-    prefix) or `fcfs` (arrival order, the engine picks the slot). See serving/admission.py for what was measured."""
+    prefix, a new one goes to the replica holding its system prompt), `round_robin` (each request to the next replica
+    in turn, as a plain load balancer) or `fcfs` (arrival order, least-loaded replica, the engine picks the slot).
+    See serving/admission.py for what was measured."""
+    prefix_load_factor: float = Field(default=1.25, ge=1.0)
+    """Agent policy: a new session leaves the replica holding its prompt prefix for the next one in hash order only
+    when that replica is full and its demand (running + waiting requests that want it) is over this × the mean
+    (ratio; bounded-load consistent hashing). Higher keeps prefixes together longer, 1.0 balances load first."""
     upstreams: tuple[str, ...] = ()
     """OpenAI-compatible upstream base URLs (e.g. http://host:8000/v1); when set, no embedded engine starts."""
     upstream_api_key: str | None = None
     """Bearer key sent to the upstream engines (vLLM/SGLang `--api-key`); None = no key."""
+    admin_key: str | None = Field(default=None, min_length=16)
+    """Bearer key of the gateway's replica API (/v1/replicas: engines others run join and leave the pool, e.g. the
+    Kubernetes operator's serving pods); None = that API is off. At least 16 random characters."""
     capture_tokens: bool = True
     """Ask the engine for completion token ids and logprobs so experience events carry them."""
     engine: Literal["llamacpp", "vllm"] = "llamacpp"
@@ -171,8 +180,8 @@ class ServingConfig(ComponentConfig):
     @field_validator("policy")
     @classmethod
     def _policy(cls, v: str) -> str:
-        if v not in ("agent", "fcfs"):
-            raise ValueError(f"policy {v!r} is unknown; use 'agent' or 'fcfs'")
+        if v not in ("agent", "fcfs", "round_robin"):
+            raise ValueError(f"policy {v!r} is unknown; use 'agent', 'round_robin' or 'fcfs'")
         return v
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ The route handlers in app.py stay thin; everything a request goes through is rea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -32,6 +33,9 @@ SESSION_ID_MAX = 256
 """Longest session id (X-Session-Id or `user`) accepted (characters)."""
 PRIORITY_MAX = 1000
 """Largest |priority| (X-Priority or `priority`) accepted, as in the request model."""
+PREFIX_MIN_CHARS = 256
+"""Shortest shared prompt prefix (system messages + tools, characters, about 64 tokens) that new sessions are
+routed on: below it the cache gain is a few tokens, and concentrating every session on one replica is not worth it."""
 
 
 @dataclass
@@ -235,9 +239,10 @@ class Gateway:
     async def _admit(self, call: Call, body: dict[str, Any]) -> Replica:
         await self.tenants.enter(call.tenant)  # before the shared queue: a flooding tenant waits in its own line
         self.metrics.waiting.inc()
+        key = prefix_key(call.request) if call.kind == "chat" else None
         try:
             for attempt in range(3):
-                ticket = Ticket(call.id, call.session_id, call.priority)
+                ticket = Ticket(call.id, call.session_id, call.priority, prefix_key=key)
                 replica = await self.pool.acquire(ticket)
                 if replica.engine.alive() or attempt == 2:
                     break
@@ -338,6 +343,30 @@ def session_and_priority(headers: dict[str, str], body: dict[str, Any]) -> tuple
         raise UserError(f"priority {priority} is outside [-{PRIORITY_MAX}, {PRIORITY_MAX}]; send a smaller one",
                         param="priority", code="invalid_value")
     return session, priority
+
+
+def prefix_key(request: dict[str, Any]) -> str | None:
+    """Hash of the prompt prefix an agent's sessions share: its leading system/developer messages and its tools.
+
+    Agent frameworks send the same instructions and tool schemas at the start of every session and put the task and
+    the tool results after them; chat templates render the system block (with the tool descriptions) first, so this
+    is the leading run of prompt tokens a replica's KV cache can share between sessions. A fixed first N characters
+    of the rendered prompt would either stop inside a long system prompt or run into the first user message and give
+    every session of one agent its own key. None when that prefix is shorter than PREFIX_MIN_CHARS. Chat requests
+    only: a raw completions prompt marks no boundary between shared and per-session text.
+    """
+    parts: list[str] = []
+    for m in request.get("messages") or []:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "developer"):
+            break
+        content = m.get("content")
+        parts.append(content if isinstance(content, str) else json.dumps(content, sort_keys=True))
+    if request.get("tools"):
+        parts.append(json.dumps(request["tools"], sort_keys=True))
+    text = "\x00".join(parts)
+    if len(text) < PREFIX_MIN_CHARS:
+        return None
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _token_info(choice: dict[str, Any]) -> tuple[list[int], list[float]]:

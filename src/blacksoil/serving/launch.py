@@ -64,9 +64,13 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None = None,
-               cores: tuple[int, ...] = ()) -> ReplicaPool:
+               cores: tuple[int, ...] = (), engines: bool = True) -> ReplicaPool:
     """Start the engines the configuration asks for (embedded replicas with `adapter` on `cores`, () = wherever the
-    OS puts them; or upstream URLs)."""
+    OS puts them; or upstream URLs). `engines=False`: an empty pool of the configured model, whose replicas a
+    backend running engines elsewhere adds (the Ray backend)."""
+    if not engines and cfg.upstreams:
+        raise ConfigError("serving.upstreams are engines already running; a gateway without engines of its own "
+                          "serves the embedded model (drop serving.upstreams)")
     if cfg.upstreams and cfg.engine == "vllm":  # a running vLLM: its token capture and runtime LoRA, not generic
         return attach_vllm_pool(cfg)
     if cfg.upstreams:
@@ -77,6 +81,8 @@ def build_pool(s: Settings, cfg: ServingConfig, adapter: AdapterVersion | None =
                 pool.served_name = r.engine.model_id or "upstream"
         return pool
     entry = ModelRegistry(s.home).resolve(cfg.model)
+    if not engines:
+        return ReplicaPool(cfg, entry, entry.name)
     if cfg.engine == "vllm":  # one vLLM server, its replicas are the base model and runtime-loaded adapters
         return build_vllm_pool(s.home, cfg, entry, adapter)
     pool = ReplicaPool(cfg, entry, entry.name)
@@ -99,9 +105,11 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
             replicas: int | None = None, sink: ExperienceSink | None = None,
             serving: ServingConfig | None = None, adapter: AdapterVersion | None = None,
             configure: Callable[[FastAPI, str], None] | None = None,
-            cores: tuple[int, ...] = ()) -> Iterator[GatewayHandle]:
+            cores: tuple[int, ...] = (), engines: bool = True) -> Iterator[GatewayHandle]:
     """Start engines (serving `adapter`, None = the base model; pinned to `cores`, () = unpinned) and the gateway on
     127.0.0.1, wait for /health, yield, stop everything.
+
+    `engines=False`: no engine of its own; /health says 503 until a backend adds a replica (`pool.add_remote`).
 
     `configure(app, url)` runs before the server starts: the platform adds auth, the feedback API and the console.
     """
@@ -124,7 +132,7 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
     thread: threading.Thread | None = None
     the_sink: ExperienceSink = sink if sink is not None else JsonlSink(experience_path(s))
     try:
-        pool = build_pool(s, cfg, adapter, cores)
+        pool = build_pool(s, cfg, adapter, cores, engines)
     except BaseException:
         sock.close()
         if own_sink:
@@ -141,7 +149,7 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
                                   name=f"gateway-{port}")
         thread.start()
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, thread)
+        _wait_healthy(url, thread, ready=engines)
         yield GatewayHandle(url, pool.served_name, app, pool, the_sink)
     finally:
         if server is not None:
@@ -154,13 +162,14 @@ def gateway(settings: Settings, *, port: int = 0, model: str | None = None,
             the_sink.close()
 
 
-def _wait_healthy(url: str, thread: threading.Thread, timeout_s: float = 30.0) -> None:
+def _wait_healthy(url: str, thread: threading.Thread, timeout_s: float = 30.0, ready: bool = True) -> None:
+    """Until /health answers 200 (any answer when `ready` is False: no engine is there yet)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not thread.is_alive():
             raise ConfigError(f"the gateway at {url} stopped while starting; is the port taken? pick another --port")
         try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
+            if httpx.get(url + "/health", timeout=2).status_code in ((200,) if ready else (200, 503)):
                 return
         except httpx.HTTPError:
             pass

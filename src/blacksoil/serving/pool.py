@@ -1,6 +1,8 @@
 """The replica pool: engines behind the gateway, their admission queue, restarts and blue/green swaps.
 
-The learner's hot swap calls start_replica(adapter) → route_new_sessions_to → drain → stop_replica.
+The learner's hot swap calls start_replica(adapter) → route_new_sessions_to → drain → stop_replica. Where a
+replica runs is pluggable: by default start_replica starts an embedded engine process here; a backend that runs
+engines elsewhere (Ray actors) sets `pool.starter`, so the swap code stays the same.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from blacksoil.contracts import AdapterVersion
 from blacksoil.errors import ConfigError, NotFoundError, Overloaded, RetryableError
@@ -51,6 +54,14 @@ class ReplicaInfo:
     url: str
 
 
+class ReplicaStarter(Protocol):
+    """Starts one replica serving `adapter` somewhere else and registers it with the pool (pool.add_remote)."""
+
+    def __call__(self, adapter: AdapterVersion | None, *, accept_new_sessions: bool) -> Replica:
+        """The registered replica, once it answers."""
+        ...
+
+
 class ReplicaPool:
     """Engines, the scheduler in front of them, and the operations a hot swap needs.
 
@@ -70,7 +81,8 @@ class ReplicaPool:
         self.config = config
         self.model = model
         self.served_name = served_name
-        self.admission = Admission(config.policy, config.queue_max)  # type: ignore[arg-type]
+        self.admission = Admission(config.policy, config.queue_max,  # type: ignore[arg-type]
+                                   config.prefix_load_factor)
         self.replicas: dict[str, Replica] = {}
         self._lock = threading.RLock()
         self._waiters: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[Ticket]]] = {}
@@ -78,11 +90,14 @@ class ReplicaPool:
         self._checking: set[str] = set()
         self._closed = threading.Event()
         self._prober: threading.Thread | None = None
+        self.starter: ReplicaStarter | None = None
+        """Where start_replica starts engines (None = embedded engine processes on this machine)."""
 
     # -- replica lifecycle (blocking; call from a thread, not the event loop) --
     def start_replica(self, adapter: AdapterVersion | None = None, *, accept_new_sessions: bool = True,
                       cores: tuple[int, ...] = ()) -> Replica:
-        """Start an embedded engine (optionally with a LoRA adapter) and wait until it answers."""
+        """Start an engine (optionally with a LoRA adapter) and wait until it answers: an embedded engine process
+        here on `cores`, or wherever `starter` puts it (`cores` then does not apply)."""
         if self.model is None:
             raise ConfigError("this pool serves upstream URLs only; it cannot start an embedded replica")
         if adapter is not None and adapter.base_model != self.model.name:
@@ -90,6 +105,8 @@ class ReplicaPool:
                 f"adapter {adapter.version!r} is for base model {adapter.base_model!r}, "
                 f"but this pool serves {self.model.name!r}; publish it for the served model"
             )
+        if self.starter is not None:
+            return self.starter(adapter, accept_new_sessions=accept_new_sessions)
         c = self.config
         engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.engine_threads(), adapter=adapter,
                                 cores=cores, start_timeout_s=c.engine_start_timeout_s, timeout_s=c.request_timeout_s)
@@ -102,11 +119,14 @@ class ReplicaPool:
         return self._add(engine, self.config.slots, self.config.slots, accept_new_sessions)
 
     def add_remote(self, api_base: str, api_key: str, *, slots: int | None = None,
-                   adapter: AdapterVersion | None = None, accept_new_sessions: bool = True) -> Replica:
+                   adapter: AdapterVersion | None = None, accept_new_sessions: bool = True,
+                   on_stop: Callable[[], None] | None = None) -> Replica:
         """Register an embedded llama.cpp server that its owner started elsewhere (a Ray actor on another node).
 
         It gets the embedded engine's treatment (slot affinity, stream cancellation, health probes) except restarts:
         its owner replaces it and calls remove_replica. Blocks until it answers; returns the replica (its name).
+        `on_stop`: called once when the pool stops it (a swap retiring it, a scale-down, shutdown), so its owner
+        ends what runs it.
         """
         from blacksoil.serving.remote import RemoteLlamaCppEngine
 
@@ -114,9 +134,14 @@ class ReplicaPool:
             raise ConfigError(f"adapter {adapter.version!r} is for base model {adapter.base_model!r}, "
                               f"but this pool serves {self.model.name!r}")
         engine = RemoteLlamaCppEngine(api_base, api_key=api_key, adapter=adapter,
-                                      timeout_s=self.config.request_timeout_s)
+                                      timeout_s=self.config.request_timeout_s, on_stop=on_stop)
         n = slots or self.config.slots
         return self._add(engine, min(self.config.admitted(), n), n, accept_new_sessions)
+
+    def add_engine(self, engine: Engine, *, slots: int, accept_new_sessions: bool = True) -> Replica:
+        """Register an engine built elsewhere (a vLLM that a Ray actor runs); `engine.start()` must block until it
+        answers. It takes `slots` requests at once (at most what one replica admits)."""
+        return self._add(engine, min(self.config.admitted(), slots), slots, accept_new_sessions)
 
     def remove_replica(self, name: str, *, drain: bool = True) -> None:
         """Take `name` out of the pool: drained and stopped, or at once when its engine is already dead
@@ -138,7 +163,12 @@ class ReplicaPool:
         replica = Replica(name, engine)
         with self._lock:
             self.replicas[name] = replica
-        engine.start()  # blocks until warm (model loaded, HTTP answering)
+        try:
+            engine.start()  # blocks until warm (model loaded, HTTP answering)
+        except BaseException:  # never listed: /health must not show a replica that will not come
+            with self._lock:
+                self.replicas.pop(name, None)
+            raise
         with self._lock:
             replica.status = "ready"
             self.admission.add_replica(name, concurrency, slots, accepting=accepting)

@@ -6,6 +6,8 @@ by conversation id) but cannot restart it: when it dies, its owner removes it fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from blacksoil.contracts import AdapterVersion
 from blacksoil.serving.engine import EngineUnavailable, LlamaCppEngine
 
@@ -16,7 +18,8 @@ class RemoteLlamaCppEngine(LlamaCppEngine):
     kind = "llamacpp_remote"
 
     def __init__(self, api_base: str, *, api_key: str, adapter: AdapterVersion | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, on_stop: Callable[[], None] | None = None) -> None:
+        """`on_stop`: what stop() calls once, so the owner ends the server (None = the owner stops it itself)."""
         # LlamaCppEngine.__init__ validates a local model file and prepares a child process: neither applies.
         super(LlamaCppEngine, self).__init__(api_base, adapter=adapter, timeout_s=timeout_s)
         self.api_key = api_key
@@ -24,6 +27,7 @@ class RemoteLlamaCppEngine(LlamaCppEngine):
         self.restarts = 0
         self._stopping = set()
         self._gone = False
+        self._on_stop = on_stop
 
     def start(self) -> None:
         """Check that it answers (the owner started it already)."""
@@ -43,6 +47,9 @@ class RemoteLlamaCppEngine(LlamaCppEngine):
 
     def stop(self) -> None:
         self._clients.clear()
+        on_stop, self._on_stop = self._on_stop, None
+        if on_stop is not None:
+            on_stop()
 
     def restart(self) -> None:
         raise EngineUnavailable(f"remote engine at {self.api_base} is restarted by its owner, not by the gateway")

@@ -1,126 +1,70 @@
 """The Kubernetes backend: a kopf operator reconciling ServingDeployment, LearningJob and AgentGroup to Pods.
 
-Pods carry priority classes, node affinity to the topology domain the shared placement code chose, and
-serving growth preempts learning through the Eviction API after asking the job to checkpoint.
-Run with `kopf run -A -m blacksoil.scheduling.backends.k8s_operator` (deploy/kubernetes/operator.yaml).
+Pods carry priority classes and node affinity to the topology domain the shared placement code chose. A
+ServingDeployment's replica count is the unified policy's, from the demand its gateway's /metrics shows, within the
+spec's bounds (k8s_scaling.py); serving growth preempts learning through the Eviction API after asking the job to
+checkpoint; Ready serving pods are registered with the gateway's replica API and removed from it when they go
+(k8s_gateway.py). A LearningJob's gang gets a headless Service and torch.distributed's rendezvous environment
+(k8s_rendezvous.py). Run with `kopf run -A -m blacksoil.scheduling.backends.k8s_operator`
+(deploy/kubernetes/operator.yaml).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 import numpy as np
 
+from blacksoil.errors import BlacksoilError
+from blacksoil.scheduling.backends import k8s_gateway, k8s_rendezvous
+from blacksoil.scheduling.backends.gateway_demand import GatewayDemand
+from blacksoil.scheduling.backends.k8s_cluster import (
+    ACCEL,
+    CHECKPOINT_ANNOTATION,
+    GROUP,
+    KIND_LABEL,
+    VERSION,
+    WORKLOAD_LABEL,
+    View,
+    by_index,
+    core_api,
+    custom_api,
+    owner_ref,
+    pod_accelerators,
+    pod_manifest,
+    pod_node,
+)
+from blacksoil.scheduling.backends.k8s_scaling import DemandScaler, bounds, learning_jobs
+from blacksoil.scheduling.config import SchedulingConfig
 from blacksoil.scheduling.policy import victim_order
-from blacksoil.scheduling.topology import Cluster, Level
+from blacksoil.scheduling.topology import Level
 
-GROUP, VERSION = "blacksoil.dev", "v1alpha1"
-ACCEL = os.environ.get("BLACKSOIL_ACCELERATOR_RESOURCE", "nvidia.com/gpu")
-RACK_LABEL, POD_LABEL = "topology.blacksoil.dev/rack", "topology.blacksoil.dev/pod"
-HOST_LABEL = "kubernetes.io/hostname"
-WORKLOAD_LABEL, KIND_LABEL = "blacksoil.dev/workload", "blacksoil.dev/kind"
-CHECKPOINT_ANNOTATION = "blacksoil.dev/checkpoint-requested"
-PRIORITY_CLASS = {"serving": "blacksoil-serving", "agent_group": "blacksoil-agents", "learning": "blacksoil-learning"}
-
-
-def core_api() -> Any:
-    """A CoreV1Api for the API server in BLACKSOIL_K8S_SERVER, else the in-cluster service account."""
-    from kubernetes import client, config
-
-    server = os.environ.get("BLACKSOIL_K8S_SERVER")
-    if server:
-        cfg = client.Configuration()
-        cfg.host = server
-        return client.CoreV1Api(client.ApiClient(cfg))
-    config.load_incluster_config()
-    return client.CoreV1Api()
-
-
-def custom_api() -> Any:
-    from kubernetes import client
-
-    return client.CustomObjectsApi(core_api().api_client)
-
-
-# ---- reading the cluster into the shared model ----
-
-class View:
-    """Nodes, their free accelerators and the blacksoil pods on them, as the placement code wants them."""
-
-    def __init__(self, api: Any, namespace: str):
-        nodes = sorted(api.list_node().items, key=lambda n: n.metadata.name)
-        if not nodes:
-            raise kopf.TemporaryError("no nodes are visible yet", delay=5)
-        self.names = [n.metadata.name for n in nodes]
-        labels = [n.metadata.labels or {} for n in nodes]
-        cap = np.array([int((n.status.allocatable or {}).get(ACCEL, 0)) for n in nodes])
-        self.cluster = Cluster.from_groups(int(cap.max()), [lb.get(RACK_LABEL, "r0") for lb in labels],
-                                           [lb.get(POD_LABEL, "p0") for lb in labels])
-        self.pods = [p for p in api.list_namespaced_pod(namespace).items
-                     if (p.metadata.labels or {}).get(WORKLOAD_LABEL) and not p.metadata.deletion_timestamp]
-        used = np.zeros(len(nodes), dtype=np.int64)
-        index = {n: i for i, n in enumerate(self.names)}
-        for p in self.pods:
-            node = pod_node(p)
-            if node in index:
-                used[index[node]] += pod_accelerators(p)
-        self.free = cap - used
-        self.index = index
-
-    def pods_of(self, name: str) -> list[Any]:
-        return [p for p in self.pods if p.metadata.labels.get(WORKLOAD_LABEL) == name]
-
-
-def pod_node(p: Any) -> str | None:
-    if p.spec.node_name:
-        return str(p.spec.node_name)
-    try:
-        terms = p.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution.node_selector_terms
-        return str(terms[0].match_expressions[0].values[0])
-    except (AttributeError, IndexError, TypeError):
-        return None
-
-
-def pod_accelerators(p: Any) -> int:
-    return sum(int((c.resources.requests or {}).get(ACCEL, 0)) for c in p.spec.containers if c.resources)
-
-
-def pod_manifest(owner: dict[str, Any], kind: str, index: int, node: str, accelerators: int,
-                 template: dict[str, Any], colocate_with: str | None = None) -> dict[str, Any]:
-    """One Pod pinned to `node` by required node affinity, with the kind's priority class and owner reference."""
-    name = owner["metadata"]["name"]
-    container = {"name": "main", "image": template.get("image", "busybox"), "command": template.get("command"),
-                 "env": [{"name": "BLACKSOIL_WORKLOAD", "value": name}],
-                 "resources": {"requests": {ACCEL: str(accelerators)}, "limits": {ACCEL: str(accelerators)}}}
-    affinity: dict[str, Any] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [{"key": HOST_LABEL, "operator": "In", "values": [node]}]}]}}}
-    if colocate_with:
-        affinity["podAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {WORKLOAD_LABEL: colocate_with}}, "topologyKey": HOST_LABEL}]}
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{name}-{index}", "namespace": owner["metadata"]["namespace"],
-                     "labels": {WORKLOAD_LABEL: name, KIND_LABEL: kind},
-                     "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": owner["kind"], "name": name,
-                                          "uid": owner["metadata"].get("uid", ""), "controller": True}]},
-        "spec": {"priorityClassName": template.get("priorityClassName", PRIORITY_CLASS[kind]),
-                 "restartPolicy": "Never" if kind == "learning" else "Always",
-                 "terminationGracePeriodSeconds": int(template.get("checkpointSeconds", 30)),
-                 "affinity": affinity, "containers": [{k: v for k, v in container.items() if v is not None}]},
-    }
+REQUEUE_S = float(os.environ.get("BLACKSOIL_REQUEUE_S", "10"))
+"""Seconds between two control steps: placement retries, and scaling and registering serving replicas."""
 
 
 # ---- reconcilers (plain functions; kopf handlers below only wire them) ----
 
 def place_learning_job(body: dict[str, Any], api: Any) -> dict[str, Any]:
-    """Place a LearningJob's gang in the smallest topology domain (at most a pod), elastic down to minSize."""
+    """Place a LearningJob's gang in the smallest topology domain (at most a pod), elastic down to minSize, with a
+    headless Service and each pod's rank, world size and rank 0's address."""
+    problem = k8s_rendezvous.name_problem(body["metadata"]["name"])
+    if problem:
+        return {"phase": "Invalid", "reason": problem}
+    with _placement:
+        return _place_learning_job(body, api)
+
+
+def _place_learning_job(body: dict[str, Any], api: Any) -> dict[str, Any]:
     spec, meta = body["spec"], body["metadata"]
     view = View(api, meta["namespace"])
-    if view.pods_of(meta["name"]):
-        return {"phase": "Running"}
+    if view.pods_of(meta["name"]):  # placed already, or preempted and its pods not evicted yet: wait for that
+        return {} if (body.get("status") or {}).get("phase") == "Preempted" else {"phase": "Running"}
     p = None
     for size in dict.fromkeys([int(spec["size"]), int(spec.get("minSize", spec["size"]))]):
         p = view.cluster.can_place(view.free, size, Level.POD)
@@ -129,21 +73,41 @@ def place_learning_job(body: dict[str, Any], api: Any) -> dict[str, Any]:
     if p is None:
         return {"phase": "Pending", "reason": f"no pod-level topology domain has {spec.get('minSize', spec['size'])} "
                                               f"free {ACCEL}; waiting for capacity"}
-    for k, (n, c) in enumerate(sorted(p.nodes.items())):
-        api.create_namespaced_pod(meta["namespace"], pod_manifest(body, "learning", k, view.names[n], c, spec))
+    _create(lambda: api.create_namespaced_service(meta["namespace"], k8s_rendezvous.headless_service(
+        body, {WORKLOAD_LABEL: meta["name"]}, owner_ref(body))))
+    members = sorted(p.nodes.items())
+    for k, (n, c) in enumerate(members):
+        pod = pod_manifest(body, "learning", k, view.names[n], c, spec)
+        api.create_namespaced_pod(meta["namespace"], k8s_rendezvous.add_rendezvous(pod, body, k, len(members)))
     return {"phase": "Running", "accelerators": p.size, "level": p.level.name.lower(),
-            "placement": {view.names[n]: c for n, c in p.nodes.items()},
+            "placement": {view.names[n]: c for n, c in p.nodes.items()}, "worldSize": len(members),
+            "masterAddr": k8s_rendezvous.master_addr(meta["name"], meta["namespace"]),
             "reason": f"gang of {p.size} in one {p.level.name.lower()}"}
 
 
-def scale_serving(body: dict[str, Any], api: Any, custom: Any) -> dict[str, Any]:
-    """Bring a ServingDeployment to spec.replicas pods; preempt learning (checkpoint, then evict) if short."""
+def _create(call: Callable[[], Any]) -> None:
+    """Create an object that may exist already (a gang placed again after a preemption keeps its Service)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        call()
+    except ApiException as e:
+        if e.status != 409:
+            raise
+
+
+def scale_serving(body: dict[str, Any], api: Any, custom: Any, want: int) -> dict[str, Any]:
+    """Bring a ServingDeployment to `want` pods; preempt learning (checkpoint, then evict) if short."""
+    with _placement:
+        return _scale_serving(body, api, custom, want)
+
+
+def _scale_serving(body: dict[str, Any], api: Any, custom: Any, want: int) -> dict[str, Any]:
     spec, meta = body["spec"], body["metadata"]
     ns, name = meta["namespace"], meta["name"]
     unit = int(spec.get("replicaAccelerators", 1))
-    want = int(spec["replicas"])
     view = View(api, ns)
-    have = sorted(view.pods_of(name), key=lambda p: p.metadata.name)
+    have = by_index(view.pods_of(name))
     for p in have[want:]:
         api.delete_namespaced_pod(p.metadata.name, ns)
     missing = want - len(have)
@@ -158,13 +122,98 @@ def scale_serving(body: dict[str, Any], api: Any, custom: Any) -> dict[str, Any]
         counts = view.cluster.can_place_units(view.free, unit, min(missing, int((view.free // unit).sum())))
         for n in np.flatnonzero(counts if counts is not None else []):
             for _ in range(int(counts[n])):  # type: ignore[index]
-                api.create_namespaced_pod(ns, pod_manifest(body, "serving", next(free_idx), view.names[n], unit, spec))
+                pod = pod_manifest(body, "serving", next(free_idx), view.names[n], unit, spec)
+                api.create_namespaced_pod(ns, k8s_gateway.add_engine(pod, body))
                 placed += 1
     ready = min(want, len(have) + placed)
-    status = {"replicas": ready, "phase": "Ready" if ready == want else "Scaling"}
+    status: dict[str, Any] = {"replicas": ready, "phase": "Ready" if ready == want else "Scaling"}
     if preempted:
         status["reason"] = f"preempted {', '.join(preempted)} (checkpoint requested, then evicted)"
     return status
+
+
+def reconcile_serving(body: dict[str, Any], api: Any, custom: Any, scaler: DemandScaler) -> dict[str, Any]:
+    """One control step of a ServingDeployment: demand from its gateway → the policy's replica count → pods, then
+    its Ready pods registered with the gateway."""
+    meta = body["metadata"]
+    with _lock(f"{meta['namespace']}/{meta['name']}"):
+        return _reconcile_serving(body, api, custom, scaler)
+
+
+def _reconcile_serving(body: dict[str, Any], api: Any, custom: Any, scaler: DemandScaler) -> dict[str, Any]:
+    spec, meta = body["spec"], body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    key = f"{ns}/{name}"
+    lo, hi = bounds(spec)
+    if lo > hi:
+        return {"phase": "Invalid", "reason": f"minReplicas {lo} exceeds maxReplicas {hi}; lower minReplicas"}
+    view = View(api, ns)
+    pods = view.pods_of(name)
+    unit = int(spec.get("replicaAccelerators", 1))
+    url = k8s_gateway.gateway_url(spec)
+    notes: list[str] = []
+    demand: float | None = None
+    want = min(hi, max(lo, len(pods)))  # without a demand reading, keep what runs (within the bounds)
+    if url is None:
+        notes.append("no gateway to read demand from: set spec.gatewayUrl or the operator's BLACKSOIL_GATEWAY_URL")
+    else:
+        try:
+            demand = GatewayDemand(url, admitted_per_replica=int(spec.get("slots", 4)), cores_per_replica=unit)()
+            held = np.zeros(len(view.names), dtype=np.int64)
+            for p in pods:
+                if pod_node(p) in view.index:
+                    held[view.index[pod_node(p)]] += 1
+            jobs = learning_jobs(custom.list_namespaced_custom_object(GROUP, VERSION, ns, "learningjobs")["items"])
+            want = scaler.target(key, spec, view.cluster, held, view.free, jobs, demand)
+        except BlacksoilError as e:
+            notes.append(f"demand unknown, holding {want} replicas: {e.message}")
+    client = k8s_gateway.GatewayClient.for_spec(spec)
+    port = k8s_gateway.engine_port(spec)
+    engine_key = k8s_gateway.ensure_engine_key(api, body, owner_ref(body))
+
+    for pod in by_index(pods)[want:]:
+        try:  # before the pod is deleted: its in-flight requests finish in the gateway first
+            if client is not None:
+                k8s_gateway.unregister(client, key, pod, port)
+        except BlacksoilError as e:  # the pod goes either way; the next step removes what is left
+            notes.append(f"draining {pod.metadata.name}: {e.message}")
+    status = scale_serving(body, api, custom, want)
+    status.update({"desiredReplicas": want, "demand": None if demand is None else round(demand, 3)})
+    if client is None:
+        notes.append("serving pods are not registered with a gateway: set BLACKSOIL_GATEWAY_ADMIN_KEY on the operator")
+    else:
+        try:
+            status["gatewayReplicas"], problems = register_serving_pods(body, api, client, engine_key)
+            notes += problems
+        except BlacksoilError as e:
+            notes.append(f"registration: {e.message}")
+    if notes:
+        status["reason"] = "; ".join([status["reason"], *notes] if "reason" in status else notes)
+    return status
+
+
+def register_serving_pods(body: dict[str, Any], api: Any, client: k8s_gateway.GatewayClient,
+                          engine_key: str) -> tuple[dict[str, str], list[str]]:
+    """The deployment's Ready pods registered with its gateway, the others removed there."""
+    spec, meta = body["spec"], body["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    pods = [p for p in api.list_namespaced_pod(ns).items if (p.metadata.labels or {}).get(WORKLOAD_LABEL) == name
+            and (p.metadata.labels or {}).get(KIND_LABEL) == "serving"]
+    with _lock(f"{ns}/{name}"):
+        return k8s_gateway.sync_registrations(client, f"{ns}/{name}", pods, k8s_gateway.engine_port(spec), engine_key,
+                                              int(spec.get("slots", 4)))
+
+
+_placement = threading.RLock()
+"""Held from reading the cluster to creating its pods by every placement (gangs, replicas, groups): kopf runs their
+handlers in threads of their own, and two placements from one reading would hand out the same accelerators twice."""
+_locks: dict[str, threading.RLock] = {}
+
+
+def _lock(key: str) -> threading.RLock:
+    """One control step or registration pass per deployment at a time: kopf runs its timer, its change handlers
+    and the pod events in threads of their own, and two passes would create the same pod twice."""
+    return _locks.setdefault(key, threading.RLock())
 
 
 def _preempt_for(view: View, api: Any, custom: Any, ns: str, need: int) -> list[str]:
@@ -206,6 +255,11 @@ def _since_checkpoint_s(job: dict[str, Any], now: dt.datetime) -> float:
 
 def place_agent_group(body: dict[str, Any], api: Any) -> dict[str, Any]:
     """All members of an AgentGroup on one node: node affinity to it, plus pod affinity on the group label."""
+    with _placement:
+        return _place_agent_group(body, api)
+
+
+def _place_agent_group(body: dict[str, Any], api: Any) -> dict[str, Any]:
     spec, meta = body["spec"], body["metadata"]
     view = View(api, meta["namespace"])
     if view.pods_of(meta["name"]):
@@ -222,8 +276,17 @@ def place_agent_group(body: dict[str, Any], api: Any) -> dict[str, Any]:
     return {"phase": "Running", "node": view.names[n], "reason": f"{len(members)} members colocated"}
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    """Attach the handlers to a kopf registry (the default one when run by `kopf run`)."""
+def register(registry: kopf.OperatorRegistry, cfg: SchedulingConfig | None = None,
+             interval_s: float = REQUEUE_S) -> None:
+    """Attach the handlers to a kopf registry (the default one when run by `kopf run`).
+
+    `cfg`: the policy's settings (None = blacksoil's, `[scheduling]`); `interval_s`: the control step, which is also
+    the policy's step."""
+    if cfg is None:
+        from blacksoil.config import settings
+
+        cfg = settings().scheduling
+    scaler = DemandScaler(cfg.model_copy(update={"step_s": interval_s}))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -242,17 +305,45 @@ def register(registry: kopf.OperatorRegistry) -> None:
     def learning_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         patch.status.update(place_learning_job(dict(body), core_api()))
 
-    @kopf.timer(GROUP, VERSION, "learningjobs", interval=float(os.environ.get("BLACKSOIL_REQUEUE_S", "10")),
-                registry=registry)
+    @kopf.timer(GROUP, VERSION, "learningjobs", interval=interval_s, registry=registry)
     def learning_requeue(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         if (body.get("status") or {}).get("phase") in ("Pending", "Preempted"):
             patch.status.update(place_learning_job(dict(body), core_api()))
 
     @kopf.on.resume(GROUP, VERSION, "servingdeployments", registry=registry)
     @kopf.on.create(GROUP, VERSION, "servingdeployments", registry=registry)
-    @kopf.on.update(GROUP, VERSION, "servingdeployments", field="spec.replicas", registry=registry)
-    def serving_scaled(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        patch.status.update(scale_serving(dict(body), core_api(), custom_api()))
+    @kopf.on.update(GROUP, VERSION, "servingdeployments", field="spec", registry=registry)
+    @kopf.timer(GROUP, VERSION, "servingdeployments", interval=interval_s, registry=registry)
+    def serving_step(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        patch.status.update(reconcile_serving(dict(body), core_api(), custom_api(), scaler))
+
+    @kopf.on.delete(GROUP, VERSION, "servingdeployments", registry=registry, optional=True)
+    def serving_deleted(body: kopf.Body, **_: Any) -> None:
+        scaler.forget(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
+
+    @kopf.on.event("", "v1", "pods", labels={KIND_LABEL: "serving"}, registry=registry)
+    def serving_pod_changed(body: kopf.Body, **_: Any) -> None:
+        """A serving pod became Ready or went away: (un)register it with the gateway now, not at the next step."""
+        from kubernetes.client.exceptions import ApiException
+
+        if not os.environ.get("BLACKSOIL_GATEWAY_ADMIN_KEY"):
+            return  # registration is off
+        meta = body["metadata"]
+        try:
+            owner = custom_api().get_namespaced_custom_object(GROUP, VERSION, meta["namespace"], "servingdeployments",
+                                                              meta["labels"][WORKLOAD_LABEL])
+        except ApiException as e:
+            if e.status == 404:
+                return  # its deployment is being deleted: its pods and registrations go with it
+            raise
+        client = k8s_gateway.GatewayClient.for_spec(owner["spec"])
+        if client is None:
+            return
+        api = core_api()
+        try:
+            register_serving_pods(owner, api, client, k8s_gateway.ensure_engine_key(api, owner, owner_ref(owner)))
+        except BlacksoilError as e:  # the deployment's next control step retries
+            raise kopf.TemporaryError(e.message, delay=interval_s) from None
 
     @kopf.on.resume(GROUP, VERSION, "agentgroups", registry=registry)
     @kopf.on.create(GROUP, VERSION, "agentgroups", registry=registry)

@@ -4,21 +4,27 @@ The bench starts (and stops) a `ray.cluster_utils.Cluster` on this machine: a he
 nodes of 1 CPU each, tagged `blacksoil_host_n1`/`n2`. Phases, one after the other (each node's one core is
 either an engine's or a trainer rank's, never both):
 
-1. routing: two engine replica actors behind one gateway; sessions with their own long context (and a shared
-   system prompt) take turns. Arm `round_robin` = the gateway's fcfs policy (least-loaded replica, no affinity),
-   arm `affinity` = its agent policy (a session returns to the replica and slot holding its prefix).
+1. routing: two engine replica actors behind one gateway, agent sessions of two agents (a shared system prompt
+   with tool schemas each, a tool result appended every turn) on warm engines. Arm `round_robin` = the gateway's
+   round_robin policy (a plain load balancer), arm `prefix_affinity` = its agent policy (sessions and shared
+   prefixes to the replica holding them); ray_routing_bench.py.
 2. replica kill: streams in flight on both replicas, one replica actor killed; streams on it end with an error
    event (`inflight_failed`), requests sent after the kill must all answer (`failed_after_replica_kill`).
+2b. scale up: `blacksoil up --backend ray`'s serving (a gateway with no engine of its own, replica actors as many as
+   the unified policy wants from the gateway's /metrics) at one replica; a burst of streams is the demand spike.
+   `scale_up_s` = spike to a new replica actor serving one of them; `scale_down_s` = the burst answered to one
+   replica drained and stopped again.
 3. learner kill: a two-rank LoRA gang (one rank per node, gloo between them) loses rank 1 after two steps; the
    gang restarts from its last checkpoint (`resume_s` = kill to next step; `lost_steps`, `repeated_steps` from
    rank 0's step log).
+4. ddp wire: the same two-rank gang trains once per comm hook (fp32 allreduce, priority, fp16, PowerSGD) on the
+   same samples and seed; the kernel's byte counters of the gloo sockets between the ranks give the bytes per step
+   (`ddp_bytes_ratio_priority_vs_fp32`) and the losses at the same steps give `ddp_loss_gap` (ray_ddp_bench.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -29,14 +35,12 @@ import httpx
 
 from blacksoil.config import Settings
 from blacksoil.errors import ConfigError
+from blacksoil.scheduling.backends import ray_ddp_bench, ray_routing_bench
 from blacksoil.scheduling.backends.ray_learning import LearnerSpec, RayGang, read_steps
 from blacksoil.scheduling.backends.ray_platform import ray_replicas
 from blacksoil.serving.config import ServingConfig
 
 NODES = ("n1", "n2")
-_WORDS = ["valve", "pump", "spindle", "torque", "coolant", "press", "conveyor", "sensor", "shift", "batch", "line",
-          "motor", "bearing", "filter", "gauge", "pressure", "belt", "drill", "weld", "paint"]
-
 
 @contextlib.contextmanager
 def local_cluster() -> Iterator[str]:
@@ -60,10 +64,6 @@ def local_cluster() -> Iterator[str]:
         cluster.shutdown()
 
 
-def _context(seed: int, words: int) -> str:
-    return " ".join(_WORDS[(seed * 7 + i * i) % len(_WORDS)] + str((seed + i) % 97) for i in range(words))
-
-
 def _stream(client: httpx.Client, url: str, body: dict[str, Any], session: str) -> tuple[float | None, bool]:
     """(seconds to the first content chunk or None, whether the stream ended in an error event)."""
     t0 = time.perf_counter()
@@ -80,61 +80,6 @@ def _stream(client: httpx.Client, url: str, body: dict[str, Any], session: str) 
             elif ttft is None and '"content"' in line:
                 ttft = time.perf_counter() - t0
     return ttft, error
-
-
-def _metric(text: str, suffix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if not line.startswith("#") and re.match(rf"^[\w:]+{suffix}(\{{|\s)", line))
-
-
-def routing_arm(s: Settings, address: str, policy: str, sessions: int, turns: int) -> dict[str, Any]:
-    """TTFTs of `sessions` concurrent multi-turn sessions over two replica actors under one gateway policy."""
-    from blacksoil.serving.launch import gateway
-
-    cfg = ServingConfig.model_validate({"threads": 1, "slots": 4, "concurrency": 2, "ctx": 4096, "policy": policy,
-                                        "default_max_tokens": 4, "queue_timeout_s": 300.0})
-    system = "You are the plant assistant. Shift notes: " + _context(0, 60)
-    ttfts: list[float] = []
-    follow: list[float] = []
-    failed = 0
-    with gateway(s, serving=cfg) as gw, ray_replicas(gw.pool, address, 2) as members:
-        url = gw.openai_base_url + "/chat/completions"
-
-        def session(k: int) -> None:
-            nonlocal failed
-            msgs = [{"role": "system", "content": system},
-                    {"role": "user", "content": f"Machine log {k}: " + _context(k + 1, 120)}]
-            with httpx.Client(timeout=300) as client:
-                for t in range(turns):
-                    ttft, err = _stream(client, url, {"model": gw.model, "messages": msgs, "max_tokens": 4,
-                                                      "temperature": 0}, f"s{k}")
-                    if ttft is None or err:
-                        failed += 1
-                    else:
-                        ttfts.append(ttft)
-                        if t > 0:
-                            follow.append(ttft)
-                    msgs = [*msgs, {"role": "assistant", "content": "Noted."},
-                            {"role": "user", "content": f"And step {t + 2}?"}]
-
-        threads = [threading.Thread(target=session, args=(k,)) for k in range(sessions)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        text = httpx.get(gw.url + "/metrics").text
-        nodes = len({members.node_of(n) for n in members.members})
-    hits, prompt = _metric(text, "prefix_cache_hits_total"), _metric(text, "prompt_tokens_total")
-    return {"ttft_p50_s": statistics.median(ttfts) if ttfts else None, "ttft_p99_s": _p99(ttfts),
-            "followup_ttft_p99_s": _p99(follow), "prefix_hit_ratio": hits / prompt if prompt else 0.0,
-            "requests": len(ttfts) + failed, "failed": failed, "nodes": nodes}
-
-
-def _p99(xs: list[float]) -> float | None:
-    if not xs:
-        return None
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, round(0.99 * (len(xs) - 1)))]
 
 
 def replica_kill(s: Settings, address: str, streams: int = 4, after: int = 8) -> dict[str, Any]:
@@ -173,17 +118,51 @@ def replica_kill(s: Settings, address: str, streams: int = 4, after: int = 8) ->
             th.join()
         removed = victim in members.lost
         answered_s = time.monotonic() - t_kill
-        # Scale up: a replacement replica from the start call to its first answer (new sessions go to it).
-        t_up = time.monotonic()
-        fresh = members.start({"num_cpus": 1, "scheduling_strategy": "SPREAD"})
-        gw.pool.route_new_sessions_to(fresh)
-        with httpx.Client(timeout=120) as c:
-            ok = not _stream(c, url, {"model": gw.model, "messages": [{"role": "user", "content": "Hello"}],
-                                      "max_tokens": 2}, "fresh")[1]
-        scale_up_s = time.monotonic() - t_up if ok else None
     return {"inflight_failed": sum(outcomes), "inflight": len(outcomes), "failed_after_replica_kill": sum(later),
-            "after": len(later), "dead_replica_removed": removed, "kill_to_all_answered_s": answered_s,
-            "scale_up_s": scale_up_s}
+            "after": len(later), "dead_replica_removed": removed, "kill_to_all_answered_s": answered_s}
+
+
+def scale_up(s: Settings, address: str, streams: int = 6) -> dict[str, Any]:
+    """The policy's scale-up and scale-down of replica actors, from the gateway's own demand signal."""
+    from blacksoil.scheduling.backends.ray_platform import policy_replicas
+    from blacksoil.scheduling.config import SchedulingConfig
+    from blacksoil.serving.launch import gateway
+
+    cfg = ServingConfig.model_validate({"threads": 1, "slots": 2, "concurrency": 2, "ctx": 2048,
+                                        "default_max_tokens": 4, "queue_timeout_s": 120.0})
+    s = s.model_copy(update={"serving": cfg})
+    # Up's control loop with a 0.5 s step and a 2 s scale-down window (up's default window is 300 s).
+    policy = SchedulingConfig(step_s=0.5, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
+                              hpa_scale_down_window_s=2.0, headroom_sigmas=0.0, min_headroom=0.0)
+    body = {"model": "", "messages": [{"role": "user", "content": "Count from one to one hundred."}],
+            "max_tokens": 48}
+    with gateway(s, serving=cfg, engines=False) as gw, policy_replicas(gw, s, address, cfg=policy) as backend:
+        (first,) = backend.serving.nodes()
+        url = gw.openai_base_url + "/chat/completions"
+        errors: list[bool] = []
+
+        def burst(k: int) -> None:
+            with httpx.Client(timeout=300) as c:
+                errors.append(_stream(c, url, body | {"model": gw.model}, f"spike{k}")[1])
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=burst, args=(k,)) for k in range(streams)]
+        for th in threads:
+            th.start()
+        up_s = None
+        while up_s is None and time.monotonic() - t0 < 300:
+            if any(i.name != first and i.inflight > 0 for i in gw.pool.info()):
+                up_s = time.monotonic() - t0
+            time.sleep(0.02)
+        for th in threads:
+            th.join()
+        t1 = time.monotonic()
+        down_s = None
+        while down_s is None and time.monotonic() - t1 < 120:
+            if len(gw.pool.info()) == 1:
+                down_s = time.monotonic() - t1
+            time.sleep(0.05)
+    return {"scale_up_s": up_s, "scale_down_s": down_s, "burst_failed": sum(errors), "burst": len(errors)}
 
 
 def learner_kill(s: Settings, run_dir: Path, steps: int = 6) -> dict[str, Any]:
@@ -233,42 +212,35 @@ def run(s: Settings, work: Path, quick: bool = True) -> tuple[list[str], list[li
     t0 = time.monotonic()
     with local_cluster() as address:
         up_s = time.monotonic() - t0
-        arms = {name: routing_arm(s, address, policy, sessions, turns)
-                for name, policy in (("round_robin", "fcfs"), ("affinity", "agent"))}
+        arms = ray_routing_bench.routing_phase(s, address, sessions, turns)
         kill = replica_kill(s, address)
+        scale = scale_up(s, address)
         learn = learner_kill(s, work / "gang")
-    rr, aff = arms["round_robin"], arms["affinity"]
-    speedup = rr["ttft_p99_s"] / aff["ttft_p99_s"] if rr["ttft_p99_s"] and aff["ttft_p99_s"] else None
+        ddp = ray_ddp_bench.ddp_phase(s.home, NODES, steps=16 if quick else 28)
     result: dict[str, Any] = {
-        "ttft_p99_speedup_vs_round_robin": _r(speedup),
-        "prefix_hit_ratio": {k: _r(v["prefix_hit_ratio"]) for k, v in arms.items()},
-        "ttft_p99_s": {k: _r(v["ttft_p99_s"]) for k, v in arms.items()},
-        "ttft_p50_s": {k: _r(v["ttft_p50_s"]) for k, v in arms.items()},
-        "followup_ttft_p99_s": {k: _r(v["followup_ttft_p99_s"]) for k, v in arms.items()},
-        "routing_failed": {k: v["failed"] for k, v in arms.items()},
+        **ray_routing_bench.bench_keys(arms),
         "sessions": sessions, "turns": turns,
         "failed_after_replica_kill": kill["failed_after_replica_kill"], "inflight_failed": kill["inflight_failed"],
-        "scale_up_s": _r(kill["scale_up_s"]),
+        "scale_up_s": _r(scale["scale_up_s"]), "scale_down_s": _r(scale["scale_down_s"]),
+        "scale_burst_failed": scale["burst_failed"],
         "lost_steps": learn["lost_steps"], "repeated_steps": learn["repeated_steps"], "resume_s": _r(learn["resume_s"]),
         "ranks_in_sync": learn["ranks_in_sync"],
-        "ddp_bytes_ratio_priority_vs_fp32": None,  # not measured by this bench yet (see notes)
+        **ray_ddp_bench.bench_keys(ddp),
         "cluster_up_s": _r(up_s), "wall_s": _r(time.monotonic() - t0),
     }
     headers = ["phase", "measure", "value"]
     rows: list[list[Any]] = [["cluster", "up (s)", _r(up_s)]]
-    for k, v in arms.items():
-        rows += [[f"routing {k}", "TTFT p50 / p99 (s)", f"{_r(v['ttft_p50_s'])} / {_r(v['ttft_p99_s'])}"],
-                 [f"routing {k}", "follow-up turns TTFT p99 (s)", _r(v["followup_ttft_p99_s"])],
-                 [f"routing {k}", "prefix hit ratio", _r(v["prefix_hit_ratio"])],
-                 [f"routing {k}", "failed / requests", f"{v['failed']} / {v['requests']}"]]
-    rows += [["routing", "TTFT p99 speedup vs round robin", _r(speedup)],
-             ["replica kill", "in-flight streams failed", f"{kill['inflight_failed']} / {kill['inflight']}"],
+    rows += ray_routing_bench.bench_rows(arms)
+    rows += [["replica kill", "in-flight streams failed", f"{kill['inflight_failed']} / {kill['inflight']}"],
              ["replica kill", "requests after the kill failed",
               f"{kill['failed_after_replica_kill']} / {kill['after']}"],
-             ["scale up", "start to first answer (s)", _r(kill["scale_up_s"])],
+             ["scale up", "demand spike to a new replica serving (s)", _r(scale["scale_up_s"])],
+             ["scale down", "burst answered to one replica drained and stopped (s)", _r(scale["scale_down_s"])],
+             ["scale up/down", "burst streams failed", f"{scale['burst_failed']} / {scale['burst']}"],
              ["learner kill", "lost / repeated steps", f"{learn['lost_steps']} / {learn['repeated_steps']}"],
              ["learner kill", "kill to next step (s)", _r(learn["resume_s"])],
              ["learner kill", "ranks bit-identical after", learn["ranks_in_sync"]]]
+    rows += ray_ddp_bench.bench_rows(ddp)
     return headers, rows, result
 
 

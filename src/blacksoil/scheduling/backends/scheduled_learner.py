@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from blacksoil.errors import BlacksoilError, InternalError, RetryableError
 from blacksoil.learning.runner import TrainJob
@@ -36,13 +36,25 @@ def local_config(cfg: SchedulingConfig) -> SchedulingConfig:
                                   "replica_cold_start_s": 0.0})
 
 
+class Stepped(Protocol):
+    """A backend a ControlLoop drives: the LocalBackend, or the RayBackend under `up --backend ray`."""
+
+    def step(self) -> object:
+        """Observe demand, decide, carry the decisions out."""
+        ...
+
+    def close(self, keep_serving: bool = False) -> None:
+        """Checkpoint and stop the learners, and serving too unless `keep_serving`."""
+        ...
+
+
 class ControlLoop:
-    """Steps a LocalBackend every `step_s` seconds in a daemon thread until closed.
+    """Steps a LocalBackend (or any Stepped backend) every `step_s` seconds in a daemon thread until closed.
 
     A failed step (the gateway's /metrics briefly unreachable, a worker that failed its checkpoint) is logged and
     the next step tries again: the platform must not lose its scheduler to one bad scrape."""
 
-    def __init__(self, backend: LocalBackend, step_s: float) -> None:
+    def __init__(self, backend: Stepped, step_s: float) -> None:
         self.backend = backend
         self.step_s = step_s
         self.errors = 0
