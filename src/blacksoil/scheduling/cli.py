@@ -52,10 +52,10 @@ per node, gloo) checkpoint every step; rank 1 is killed after step 2. DDP wire: 
 node) trains 16 steps (28 full) per comm hook on the same samples and seed; bytes = the kernel's tcp_info bytes_sent
 on the gloo sockets between the two ranks (TCPStore excluded), summed over both ranks; the ratio covers all steps,
 priority's exact first step included (after_first_step: steps 2..N); ddp_loss_gap = the largest |loss difference|
-at the same steps. Scale up/down: `up --backend ray`'s serving (no local engine; the unified policy steps every 0.5 s on the
-gateway's /metrics, scale-down window 2 s) at one replica; 6 concurrent 48-token streams on its 2 slots are the
-demand spike; scale_up_s = spike to a new replica actor serving one of them (the policy's decision, the actor's
-start on the free node and the model load included).
+at the same steps. Scale up/down: `up --backend ray`'s serving (no local engine; the unified policy steps every
+0.5 s on the gateway's /metrics, scale-down window 2 s) at one replica; 6 concurrent 48-token streams on its 2
+slots are the demand spike; scale_up_s = spike to a new replica actor serving one of them (the policy's decision,
+the actor's start on the free node and the model load included).
 Reading the routing result: round robin sends every other turn of a session to the replica that does not hold its
 context, which recomputes the session's history there (llama.cpp still finds the shared system prompt in a slot);
 prefix affinity computes only each turn's new tokens. The cold wave goes the other way: prefix affinity puts each
