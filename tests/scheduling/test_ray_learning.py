@@ -85,3 +85,46 @@ def test_killed_rank_restarts_the_gang_from_its_last_checkpoint(gang: RayGang, s
     assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]  # no step lost, none repeated
     assert results[0]["resumed_from"] == max(e["step"] for e in log if e["attempt"] == 1)
     assert results[0]["digest"] == results[1]["digest"]
+
+
+def test_a_stopped_node_shrinks_the_gang_onto_the_other_and_it_regrows_when_the_node_returns(
+        ray_cluster: Any, gang: RayGang, spec: LearnerSpec) -> None:
+    # Steps to spare: the one rank keeps stepping while the node rejoins (4 steps of 0.4 s there on 2 idle cores).
+    gang.spec = LearnerSpec(spec.info, spec.cfg, spec.samples, steps=16)
+    gang.check_s = 0.5
+    gang.start()
+    _until_logged(gang, lambda log: len(log) >= 2, "two steps at two ranks")
+    node_id = node_with(ray, "blacksoil_host_n2")  # rank 1's node
+    (node,) = [n for n in ray_cluster.worker_nodes if n.node_id == node_id]
+    (res,) = [n["Resources"] for n in ray.nodes() if n["NodeID"] == node_id]
+    t = time.monotonic()
+    ray_cluster.remove_node(node)  # `ray stop` on that node: its raylet and rank 1 end
+    try:
+        shrunk = _until_logged(gang, lambda log: log[-1]["world"] == 1, "a step at one rank")
+        shrunk_s = time.monotonic() - t
+    finally:
+        ray_cluster.add_node(num_cpus=1, object_store_memory=80_000_000, resources={
+            k: v for k, v in res.items() if k not in ("CPU", "memory", "object_store_memory")
+            and not k.startswith("node:")})  # the session's cluster keeps two worker nodes
+        ray_cluster.wait_for_nodes()
+        back = time.time()
+    results = gang.wait(300)
+    log = read_steps(gang.run_dir)
+    regrown_s = min(e["at"] for e in log if e["attempt"] == log[-1]["attempt"]) - back
+    print(f"node stopped → first step at 1 rank {shrunk_s:.1f}s; node back → first step at 2 ranks {regrown_s:.1f}s; "
+          f"log {[(e['attempt'], e['world'], e['step'], round(e['at'] - log[0]['at'], 1)) for e in log]}")
+    assert [e["step"] for e in log] == list(range(1, 17))  # no step lost, none repeated
+    assert [w for i, w in enumerate(e["world"] for e in log) if i == 0 or log[i - 1]["attempt"] != log[i]["attempt"]] \
+        == [2, 1, 2]  # two ranks, one while the node was gone, two again once it was back
+    assert shrunk[-1]["node"] == node_with(ray, "blacksoil_host_n1")  # the remaining node took the steps
+    assert gang.restarts == 1  # the node loss; regrowing is not a failure
+    assert results[0]["digest"] == results[1]["digest"]
+
+
+def _until_logged(gang: RayGang, cond: Any, what: str, timeout: float = 240) -> list[dict[str, Any]]:
+    """Poll the gang (so it restarts and regrows) until its step log satisfies `cond`; that log."""
+    deadline = time.monotonic() + timeout
+    while not ((log := read_steps(gang.run_dir)) and cond(log)):
+        assert gang.poll() in ("running", "restarted", "waiting") and time.monotonic() < deadline, f"no {what}"
+        time.sleep(0.05)
+    return log

@@ -9,6 +9,14 @@ Stopping is collective: after each step the ranks all-reduce a stop flag, so eve
 and rank 0 checkpoints exactly that step. A rank that dies (killed, or its node lost) fails its pending `train`
 call, which is Ray's own death notice: the gang's other ranks are ended (they would wait in a collective) and the
 gang starts again from the newest checkpoint, so the step count continues with no step lost or repeated.
+
+A lost node (`ray stop` on it) is elastic: the gang starts again at once on the bundles of its placement group that
+are still placed, with fewer ranks (the largest count that splits `batch_size`), rather than waiting for Ray to
+place the lost bundles. That resumes exactly: every DDP rank holds the same LoRA weights and optimizer state, so the
+checkpoint is the same at any world size, and each step's global batch is chosen by step, not by rank
+(`LoraTrainer.batch_indices`), so fewer ranks take larger slices of the same samples. Ray keeps re-placing the lost
+bundles; once the group is whole again (a node with the lost host tag joined) the gang stops after a step, rank 0
+checkpointing it, and starts again at its full size.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from blacksoil.learning.samples import TrainSample
 log = logging.getLogger(__name__)
 
 STEPS_FILE = "steps.jsonl"
-"""Rank 0 appends one line per step once its checkpoint is on disk: {attempt, step, loss, node}."""
+"""Rank 0 appends one line per step once its checkpoint is on disk: {attempt, world, step, loss, node, at}."""
 
 COMM_HOOKS: dict[str, str | None] = {
     "none": None,
@@ -121,8 +129,8 @@ class LearnerRank:
         self.step = step
         if self.rank == 0:
             with (run / STEPS_FILE).open("a") as f:
-                f.write(json.dumps({"attempt": attempt, "step": step, "loss": stats["loss"], "node": self.node_id,
-                                    "at": time.time()}) + "\n")
+                f.write(json.dumps({"attempt": attempt, "world": self.world_size, "step": step, "loss": stats["loss"],
+                                    "node": self.node_id, "at": time.time()}) + "\n")
         flag = torch.tensor([1.0 if self._stop.is_set() else 0.0])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() > 0 and step < total:
@@ -159,7 +167,8 @@ def read_steps(run_dir: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class RayGang:
-    """One learning job's ranks as actors in one placement group; restarts the gang when a rank dies."""
+    """One learning job's ranks as actors in one placement group; restarts the gang when a rank dies, with fewer
+    ranks while a node is lost and all of them again once it is back."""
 
     name: str
     spec: LearnerSpec
@@ -169,40 +178,92 @@ class RayGang:
     rank_resources: dict[str, float] = field(default_factory=dict)
     """Resources each rank's actor takes from its bundle (the bundle's own shape)."""
     max_restarts: int = 3
+    """Rank failures survived before poll() raises InternalError (regrowing after a node returns is not one)."""
     start_timeout_s: float = 120.0
+    """How long the first start waits for its placement group, and a stop for the ranks' last step."""
+    check_s: float = 1.0
+    """How often a gang short of ranks (or with none) looks for its lost bundles placed again."""
     attempt: int = 0
+    world: int = 0
+    """Ranks of the current attempt: the group's bundles placed on alive nodes (0 while none is)."""
+    _checked: float = 0.0
     restarts: int = 0
     actors: list[Any] = field(default_factory=list)
     refs: list[Any] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self) -> None:
-        """Place one actor per bundle, rendezvous at rank 0's node, start training (returns at once)."""
+        """Place one actor per placed bundle, rendezvous at rank 0's node, start training (returns at once).
+
+        The first start waits for the whole placement group; a restart takes the bundles placed now (fewer after a
+        node loss; none leaves the gang waiting for poll() to start it)."""
         import ray
+        from ray.exceptions import GetTimeoutError
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        ray.get(self.pg.ready(), timeout=self.start_timeout_s)
-        world = int(self.pg.bundle_count)
+        if self.attempt == 0:
+            try:
+                ray.get(self.pg.ready(), timeout=self.start_timeout_s)
+            except GetTimeoutError as e:
+                raise InternalError(f"learning gang {self.name}: Ray did not place its {self.pg.bundle_count} "
+                                    f"bundles within {self.start_timeout_s:.0f} s; see `ray status`") from e
+        # The first start takes every bundle (a batch_size that does not split over them is the trainer's
+        # ConfigError); a restart takes those placed now.
+        bundles = list(range(self.pg.bundle_count)) if self.attempt == 0 else self._placed()
+        self.world = len(bundles) if self.attempt == 0 else self._fit(len(bundles))
+        self.actors, self.refs, self.results = [], [], []
+        self._checked = time.monotonic()
+        if not self.world:
+            log.warning("gang %s: none of its bundles is placed (their nodes left); waiting for one", self.name)
+            return
         self.attempt += 1
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.actors = [ray.remote(LearnerRank).options(
             max_concurrency=3, num_cpus=self.rank_resources.get("CPU", 0),
             resources={k: v for k, v in self.rank_resources.items() if k != "CPU"},
-            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=k),
-        ).remote(k, world) for k in range(world)]
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=b),
+        ).remote(r, self.world) for r, b in enumerate(bundles[:self.world])]
         host, port = ray.get(self.actors[0].address.remote(), timeout=self.start_timeout_s)
-        rdv = Rendezvous(port, world, host=host)
+        rdv = Rendezvous(port, self.world, host=host)
         self.refs = [a.train.remote(rdv, self.spec, str(self.run_dir), self.attempt) for a in self.actors]
-        self.results = []
-        log.info("gang %s attempt %d: %d ranks, rendezvous %s", self.name, self.attempt, world, rdv.init_method)
+        log.info("gang %s attempt %d: %d of %d ranks, rendezvous %s", self.name, self.attempt, self.world,
+                 self.pg.bundle_count, rdv.init_method)
+
+    def _placed(self) -> list[int]:
+        """The group's bundles placed on alive nodes now, in bundle order (all of them unless a node was lost)."""
+        import ray
+        from ray.util.placement_group import placement_group_table
+
+        alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        table = placement_group_table(self.pg)["bundles_to_node_id"]
+        return [int(b) for b, node in sorted(table.items()) if node in alive]
+
+    def _can_grow(self) -> bool:
+        """Whether more ranks than now could run (lost bundles placed again); looked up every `check_s`."""
+        if self.world >= self.pg.bundle_count or time.monotonic() - self._checked < self.check_s:
+            return False
+        self._checked = time.monotonic()
+        return self._fit(len(self._placed())) > self.world
+
+    def _fit(self, ranks: int) -> int:
+        """The most ranks, up to `ranks`, that split the batch evenly (0 for none)."""
+        return max((k for k in range(1, ranks + 1) if self.spec.cfg.batch_size % k == 0), default=0)
 
     def poll(self) -> str:
-        """'running', 'done', 'stopped' or 'restarted' (a rank died; the gang is starting again from its checkpoint)."""
+        """'running', 'done', 'stopped', 'restarted' (a rank died, or the gang regrew after a lost node returned: it
+        is starting again from its checkpoint) or 'waiting' (no bundle placed: every node of the gang is lost).
+
+        Regrowing stops the ranks after their current step, so that poll takes one step's time."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         if self.results:
             return str(self.results[0]["outcome"])
+        if not self.actors:
+            if time.monotonic() - self._checked < self.check_s:
+                return "waiting"
+            self._start_again("a bundle was placed again")
+            return "restarted" if self.actors else "waiting"
         ready, _ = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)
         for ref in ready:
             try:
@@ -211,9 +272,27 @@ class RayGang:
                 self.restart(f"{type(e).__name__}")
                 return "restarted"
         if len(ready) < len(self.refs):
-            return "running"
+            return self._grow() if self._can_grow() else "running"
         self.results = ray.get(self.refs)
         return str(self.results[0]["outcome"])
+
+    def _grow(self) -> str:
+        """Stop every rank after the same step (rank 0 checkpoints it) and start again with every placed bundle."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        log.info("gang %s: its lost bundles are placed again; growing from %d ranks", self.name, self.world)
+        try:
+            ray.get([a.request_stop.remote() for a in self.actors], timeout=self.start_timeout_s)
+            results = ray.get(self.refs, timeout=self.start_timeout_s)
+        except (RayActorError, RayTaskError, GetTimeoutError) as e:
+            self.restart(f"{type(e).__name__} while growing")
+            return "restarted"
+        if results[0]["outcome"] == "done":  # it finished before the stop flag was seen
+            self.results = results
+            return "done"
+        self._start_again("regrow")
+        return "restarted"
 
     def restart(self, why: str) -> None:
         """End every rank and start the gang again (it resumes from the newest checkpoint)."""
@@ -222,13 +301,22 @@ class RayGang:
                                 "see the Ray worker logs")
         log.warning("gang %s: a rank failed (%s); restarting from the last checkpoint", self.name, why)
         self.restarts += 1
+        self._start_again(why)
+
+    def _start_again(self, why: str) -> None:
+        """End every rank and start; a rank dying as it starts (its node just went) is one more restart."""
+        from ray.exceptions import GetTimeoutError, RayActorError
+
         self._kill()
-        self.start()
+        try:
+            self.start()
+        except (RayActorError, GetTimeoutError) as e:
+            self.restart(f"{type(e).__name__} starting after {why}")
 
     def wait(self, timeout_s: float) -> list[dict[str, Any]]:
         """Block until every rank finished (restarting the gang as ranks die); each rank's result."""
         deadline = time.monotonic() + timeout_s
-        while self.poll() in ("running", "restarted"):
+        while self.poll() in ("running", "restarted", "waiting"):
             if time.monotonic() > deadline:
                 raise InternalError(f"learning gang {self.name} did not finish within {timeout_s:.0f} s")
             time.sleep(0.1)
