@@ -63,3 +63,22 @@ def test_hung_engine_is_restarted_and_requests_get_a_503() -> None:
         ok = httpx.post(gw.url + "/v1/chat/completions", timeout=60,
                         json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
         assert ok.status_code == 200 and engine.restarts == 1
+
+
+def test_a_replica_that_refuses_connections_is_routed_around() -> None:
+    # A remote replica whose server went away before its owner told the pool (a stopped node, before Ray's death
+    # notice): it still looks alive, but connections are refused. Nothing reached it, so requests go elsewhere.
+    with gateway(load_settings(), serving=small_config(slots=2, concurrency=2, ctx=2048)) as gw:
+        doomed = gw.pool.start_replica()
+        engine = doomed.engine
+        assert isinstance(engine, LlamaCppEngine) and engine.api_key
+        remote = gw.pool.add_remote(engine.api_base, engine.api_key, slots=2)
+        gw.pool.stop_replica(doomed.name)  # the server behind `remote` is gone; the pool still lists it
+        answers = []
+        for i in range(4):  # new sessions: least-loaded placement sends some of them to `remote`
+            body = {"model": gw.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+                    "user": f"s{i}", "stream": i % 2 == 1}
+            r = httpx.post(gw.url + "/v1/chat/completions", json=body, timeout=120)
+            answers.append((r.status_code, '"error"' in r.text))  # a stream reports a failure in an event
+        assert answers == [(200, False)] * 4
+        assert not gw.pool.admission.replicas[remote.name].healthy  # out of rotation, not tried again

@@ -30,6 +30,11 @@ class EngineUnavailable(RetryableError):
     """The engine process is down, starting or restarting: the same call may succeed shortly."""
 
 
+class EngineUnreachable(EngineUnavailable):
+    """The request never reached the engine (it is restarting, or the connection was refused): the gateway may send
+    it to another replica without running it twice."""
+
+
 def _engine_error(status: int, text: str, url: str) -> BlacksoilError:
     """Map an engine's HTTP error answer to our exception tree (4xx → user error naming the field)."""
     try:
@@ -139,7 +144,7 @@ class Engine:
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a non-streaming request; engine errors map onto the exception tree."""
         if not self.alive():
-            raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
+            raise EngineUnreachable(f"engine at {self.api_base} is restarting; retry shortly")
         client = self._client()
         r = await self._send(client, client.build_request("POST", self.api_base + path, json=self._prepare(body)))
         try:
@@ -157,7 +162,7 @@ class Engine:
                      headers: dict[str, str] | None = None) -> AsyncGenerator[dict[str, Any], None]:
         """POST a streaming request and yield each SSE chunk as a dict; a broken stream raises."""
         if not self.alive():
-            raise EngineUnavailable(f"engine at {self.api_base} is restarting; retry shortly")
+            raise EngineUnreachable(f"engine at {self.api_base} is restarting; retry shortly")
         client = self._client()
         request = client.build_request("POST", self.api_base + path, json=self._prepare(body) | {"stream": True},
                                        headers=headers)
@@ -193,11 +198,12 @@ class Engine:
                 return await client.send(request, stream=True)
             except (httpx.RemoteProtocolError, httpx.ConnectError) as e:
                 if attempt == 1 or not self.alive():
-                    raise EngineUnavailable(
-                        f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+                    # A refused connection never reached the engine; a closed one may have (it is not rerouted).
+                    kind = EngineUnreachable if isinstance(e, httpx.ConnectError) else EngineUnavailable
+                    raise kind(f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
             except httpx.TransportError as e:
-                raise EngineUnavailable(
-                    f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
+                kind = EngineUnreachable if isinstance(e, httpx.ConnectTimeout) else EngineUnavailable
+                raise kind(f"engine at {self.api_base} is unreachable ({type(e).__name__}); retry") from None
         raise AssertionError("unreachable")
 
     def describe(self) -> dict[str, Any]:

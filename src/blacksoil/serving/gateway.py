@@ -18,7 +18,7 @@ from typing import Any
 from blacksoil.contracts import ExperienceEvent, ExperienceSink
 from blacksoil.errors import BlacksoilError, NotFoundError, UserError, error_body, http_error_body
 from blacksoil.serving.admission import Ticket
-from blacksoil.serving.engine import EngineUnavailable
+from blacksoil.serving.engine import EngineUnavailable, EngineUnreachable
 from blacksoil.serving.metrics import GatewayMetrics
 from blacksoil.serving.pool import Replica, ReplicaPool
 from blacksoil.serving.protocol import DROPPED
@@ -28,6 +28,8 @@ from blacksoil.serving.toolstream import ToolStreamer
 from blacksoil.serving.tracing import GatewayTracing, ModelCallTrace
 
 log = logging.getLogger(__name__)
+_REROUTES = 2
+"""Times a request that could not reach its replica's engine is placed again elsewhere (nothing ran yet)."""
 _OURS = ("user", "priority", "stream_options", "max_completion_tokens", "stream", *DROPPED)
 SESSION_ID_MAX = 256
 """Longest session id (X-Session-Id or `user`) accepted (characters)."""
@@ -54,6 +56,8 @@ class Call:
     ttft_s: float | None = None
     replica: Replica | None = None
     ticket: Ticket | None = None
+    held: bool = False
+    """It holds its place (ticket) on a replica: released exactly once."""
     trace: ModelCallTrace | None = None
     """Its OpenTelemetry spans (serving/tracing.py), started by the route."""
 
@@ -91,9 +95,16 @@ class Gateway:
         """Non-streaming: admit, run, parse, record."""
         plan, body = self._engine_body(call)
         replica = await self._admit(call, body)
-        t0 = time.perf_counter()
         try:
-            out = await self._post(call, plan, body, replica)
+            for attempt in range(_REROUTES + 1):
+                t0 = time.perf_counter()
+                try:
+                    out = await self._post(call, plan, body, replica)
+                    break
+                except EngineUnreachable:
+                    if attempt == _REROUTES:
+                        raise
+                    replica = await self._reroute(call, body)
         except BlacksoilError as e:
             await self._failed(call, e)
             raise
@@ -146,9 +157,22 @@ class Gateway:
         bodies: list[dict[str, Any]] = [body]
         spent: dict[str, Any] = {}
         retried = False
+        reroutes = 0
         try:
             while bodies:
-                async for chunk in replica.engine.stream(call.path, bodies.pop()):
+                stream = replica.engine.stream(call.path, bodies[-1])
+                try:
+                    first = await anext(stream)
+                except StopAsyncIteration:
+                    first = None
+                except EngineUnreachable:  # nothing reached the engine and nothing was sent: place it again
+                    if reroutes == _REROUTES or call.ttft_s is not None or retried:
+                        raise
+                    reroutes += 1
+                    replica = await self._reroute(call, bodies[-1])
+                    continue
+                bodies.pop()
+                async for chunk in _chained(first, stream):
                     chunk.update(id=call.id, model=self.pool.served_name)
                     usage = _add_usage(spent, chunk["usage"]) if chunk.get("usage") else usage
                     timings = chunk.get("timings") or timings
@@ -255,7 +279,7 @@ class Gateway:
             raise
         finally:
             self.metrics.waiting.dec()
-        call.ticket, call.replica = ticket, replica
+        call.ticket, call.replica, call.held = ticket, replica, True
         call.queue_s = time.perf_counter() - call.arrived
         if call.trace is not None:
             call.trace.admitted(call.queue_s, replica.name, ticket.slot)
@@ -264,7 +288,20 @@ class Gateway:
             body["id_slot"] = ticket.slot
         return replica
 
+    async def _reroute(self, call: Call, body: dict[str, Any]) -> Replica:
+        """`call` could not reach its replica's engine: take that replica out of rotation, give the place back and
+        admit the call again (to another replica)."""
+        assert call.replica is not None
+        log.warning("request %s could not reach replica %s; placing it again", call.id, call.replica.name)
+        self.pool.report_unreachable(call.replica.name)
+        self._release(call)
+        body.pop("id_slot", None)
+        return await self._admit(call, body)
+
     def _release(self, call: Call) -> None:
+        if not call.held:  # released already (a rerouted call whose new admission failed)
+            return
+        call.held = False
         assert call.ticket is not None
         self.metrics.running.dec()
         self.pool.release(call.ticket)
@@ -390,3 +427,11 @@ def _chunk(call: Call, model: str, delta: dict[str, Any], finish: str | None) ->
 def _sse(obj: dict[str, Any]) -> str:
     return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
 
+
+async def _chained(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """`first` (already taken from the engine's stream to see that it started), then the rest of it."""
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk

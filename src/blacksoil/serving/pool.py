@@ -312,6 +312,17 @@ class ReplicaPool:
                 self.admission.set_healthy(name, False)
         threading.Thread(target=self._check_and_restart, args=(r,), daemon=True, name=f"restart-{name}").start()
 
+    def report_unreachable(self, name: str) -> None:
+        """A request could not reach `name`'s engine: out of rotation at once, so the request goes elsewhere (a
+        stopped node's replica, before its owner's death notice arrives); back in rotation if its engine still
+        answers to `alive()` 2 s later, restarted if it died."""
+        with self._lock:
+            r = self.replicas.get(name)
+            if r is None or r.status != "ready" or name not in self.admission.replicas:
+                return
+            self.admission.set_healthy(name, False)
+        self.report_failure(name)
+
     def _probe_forever(self) -> None:
         """Probe every ready engine blacksoil runs (llama.cpp, vLLM) with a small real request; restart one that
         stops answering.
@@ -343,7 +354,12 @@ class ReplicaPool:
             time.sleep(0.02)
         with self._lock:
             self._checking.discard(r.name)
-            if r.engine.alive() or r.name not in self.admission.replicas:
+            if r.name not in self.admission.replicas:
+                return
+            if r.engine.alive():
+                if r.status == "ready" and not self.admission.replicas[r.name].healthy:  # report_unreachable's
+                    self.admission.set_healthy(r.name, True)
+                    self._pump()
                 return
             r.status = "restarting"
             self.admission.set_healthy(r.name, False)
