@@ -38,6 +38,7 @@ from blacksoil.errors import ConfigError
 from blacksoil.scheduling.backends import ray_ddp_bench, ray_routing_bench
 from blacksoil.scheduling.backends.ray_learning import LearnerSpec, RayGang, read_steps
 from blacksoil.scheduling.backends.ray_platform import ray_replicas
+from blacksoil.scheduling.backends.ray_routing_bench import stream_turn
 from blacksoil.serving.config import ServingConfig
 
 NODES = ("n1", "n2")
@@ -64,24 +65,6 @@ def local_cluster() -> Iterator[str]:
         cluster.shutdown()
 
 
-def _stream(client: httpx.Client, url: str, body: dict[str, Any], session: str) -> tuple[float | None, bool]:
-    """(seconds to the first content chunk or None, whether the stream ended in an error event)."""
-    t0 = time.perf_counter()
-    ttft = None
-    error = False
-    with client.stream("POST", url, json=body | {"stream": True}, headers={"X-Session-Id": session}) as r:
-        if r.status_code != 200:
-            return None, True
-        for line in r.iter_lines():
-            if not line.startswith("data:") or line == "data: [DONE]":
-                continue
-            if '"error"' in line[:20]:
-                error = True
-            elif ttft is None and '"content"' in line:
-                ttft = time.perf_counter() - t0
-    return ttft, error
-
-
 def replica_kill(s: Settings, address: str, streams: int = 4, after: int = 8) -> dict[str, Any]:
     """Kill one of two replica actors under in-flight streams; count what failed then and after."""
     import ray
@@ -98,7 +81,7 @@ def replica_kill(s: Settings, address: str, streams: int = 4, after: int = 8) ->
 
         def long_stream(k: int) -> None:
             with httpx.Client(timeout=120) as c:
-                outcomes.append(_stream(c, url, body, f"long{k}")[1])
+                outcomes.append(stream_turn(c, url, body, f"long{k}")[1])
 
         threads = [threading.Thread(target=long_stream, args=(k,)) for k in range(streams)]
         for th in threads:
@@ -112,8 +95,8 @@ def replica_kill(s: Settings, address: str, streams: int = 4, after: int = 8) ->
         later: list[bool] = []
         with httpx.Client(timeout=120) as c:
             for k in range(after):  # requests started after the kill
-                later.append(_stream(c, url, {"model": gw.model, "messages": [{"role": "user", "content": f"Hi {k}"}],
-                                              "max_tokens": 2}, f"after{k}")[1])
+                hi = {"model": gw.model, "messages": [{"role": "user", "content": f"Hi {k}"}], "max_tokens": 2}
+                later.append(stream_turn(c, url, hi, f"after{k}")[1])
         for th in threads:
             th.join()
         removed = victim in members.lost
@@ -143,7 +126,7 @@ def scale_up(s: Settings, address: str, streams: int = 6) -> dict[str, Any]:
 
         def burst(k: int) -> None:
             with httpx.Client(timeout=300) as c:
-                errors.append(_stream(c, url, body | {"model": gw.model}, f"spike{k}")[1])
+                errors.append(stream_turn(c, url, body | {"model": gw.model}, f"spike{k}")[1])
 
         t0 = time.monotonic()
         threads = [threading.Thread(target=burst, args=(k,)) for k in range(streams)]

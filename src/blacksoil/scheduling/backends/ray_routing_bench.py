@@ -90,8 +90,9 @@ def tool_s(session: int, turn: int) -> float:
     return 1.0 + ((session * 7 + turn * 3) % 5) * 0.5
 
 
-def _turn(client: httpx.Client, url: str, body: dict[str, Any], session: str) -> tuple[float | None, bool]:
-    """(seconds to the first content chunk or None, whether the stream failed)."""
+def stream_turn(client: httpx.Client, url: str, body: dict[str, Any], session: str) -> tuple[float | None, bool]:
+    """One streamed request: (seconds to the first content chunk or None, whether the stream failed). Every phase
+    of the cluster bench measures its requests with it."""
     t0 = time.perf_counter()
     ttft = None
     error = False
@@ -123,8 +124,8 @@ def _wave(url: str, model: str, sessions: range, turns: int) -> tuple[list[float
                                             f"{_WORDS[k % len(_WORDS)]} {k * 7 % 97}. Find the cause and act."}]
         with httpx.Client(timeout=300) as client:
             for t in range(turns):
-                ttft, err = _turn(client, url, {"model": model, "messages": msgs, "max_tokens": 4, "temperature": 0},
-                                  f"{agent}-{k}")
+                body = {"model": model, "messages": msgs, "max_tokens": 4, "temperature": 0}
+                ttft, err = stream_turn(client, url, body, f"{agent}-{k}")
                 if ttft is None or err:
                     failed += 1
                 else:
