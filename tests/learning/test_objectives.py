@@ -1,5 +1,6 @@
 """The clipped policy-gradient objective on the real model: at ratio 1 it is the plain policy gradient, a ratio
-past the clip stops the push, and the KL to the base (the adapter switched off) grows only once the adapter moves."""
+past the clip stops the push, and the KL to the base (the adapter switched off) grows only once the adapter moves.
+SFT anchored to the base is plain SFT until the adapter moves, and then its KL term pulls back toward the base."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.config import LearningConfig
-from blacksoil.learning.objectives import clipped_policy_loss, token_nll, weighted_loss
+from blacksoil.learning.objectives import anchored_loss, clipped_policy_loss, token_nll, weighted_loss
 from blacksoil.learning.packing import collate_packed
 from blacksoil.learning.samples import TrainSample
 from blacksoil.learning.trainer import LoraTrainer
@@ -90,3 +91,34 @@ def test_behaviour_logprobs_must_match_the_completion() -> None:
 
     with pytest.raises(UserError, match="one per token"):
         TrainSample((1, 2), (3, 4), behaviour_logprobs=(-0.1,))
+
+
+def test_anchored_sft_is_plain_sft_before_training(base_info: BaseModelInfo, tmp_path: Path,
+                                                   samples: list[TrainSample]) -> None:
+    import torch
+
+    trainer = LoraTrainer(base_info, CFG, tmp_path / "run")
+    batch = collate_packed(samples[:1], CFG.max_seq_len, trainer.pad_id)
+    anchored = _grads(trainer, anchored_loss(trainer.model, trainer.model.disable_adapter, batch, 1.0)[0])
+    plain = _grads(trainer, weighted_loss(trainer.model, batch)[0])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(anchored, plain, strict=True))
+
+
+def test_anchored_sft_reports_the_kl_once_the_adapter_moved(base_info: BaseModelInfo, tmp_path: Path,
+                                                            samples: list[TrainSample]) -> None:
+    trainer = LoraTrainer(base_info, CFG, tmp_path / "run")
+    trainer.train(samples[:1], 3)
+    batch = collate_packed(samples[:1], CFG.max_seq_len, trainer.pad_id)
+    _, stats, _ = anchored_loss(trainer.model, trainer.model.disable_adapter, batch, 1.0)
+    assert stats["kl"] > 1e-4
+
+
+def test_the_anchor_holds_the_adapter_nearer_the_base(base_info: BaseModelInfo, tmp_path: Path,
+                                                      samples: list[TrainSample]) -> None:
+    batch_of = lambda t: collate_packed(samples[:1], CFG.max_seq_len, t.pad_id)  # noqa: E731
+    free = LoraTrainer(base_info, CFG, tmp_path / "free")
+    free.train(samples[:1], 4)
+    held = LoraTrainer(base_info, CFG.model_copy(update={"sft_kl_coef": 5.0}), tmp_path / "held")
+    held.train(samples[:1], 4)
+    kl = [anchored_loss(t.model, t.model.disable_adapter, batch_of(t), 1.0)[1]["kl"] for t in (free, held)]
+    assert kl[1] < kl[0]

@@ -15,7 +15,8 @@ from blacksoil.experience.config import ExperienceConfig
 from blacksoil.experience.replay_index import ReplayIndex
 from blacksoil.experience.store import ExperienceStore, default_url
 from blacksoil.factories.env_settings import EnvSettings
-from blacksoil.learning.demos import demonstrations
+from blacksoil.learning.basemodel import BaseModelInfo
+from blacksoil.learning.demos import demonstrations, demonstrations_on
 from blacksoil.learning.source import StoreExperience
 
 EMAIL = "jane.doe@example.com"
@@ -138,3 +139,14 @@ def test_demonstrations_train_and_are_counted_apart(store: ExperienceStore, toke
     source.add_demonstrations(demonstrations(tokenizer, ["tools-basic"], tasks_per_suite=2, settings=env_settings))
     source.sync()
     assert set(source.draw(16, "sft", 0).provenance()["samples_by_source"]) == {"demonstration"}
+
+
+def test_demonstrations_built_on_other_cores_are_the_same(base_info: BaseModelInfo, tokenizer: Any,
+                                                          env_settings: EnvSettings) -> None:
+    """Under `up --learner` a pinned child process builds them (off serving's cores and the gateway's GIL)."""
+    def key(attempts: list[Any]) -> list[tuple[str, list[list[int]]]]:
+        return [(a.task_id, [list(c.completion_token_ids) for c in a.calls]) for a in attempts]
+
+    here = demonstrations_on((), base_info.hf_dir, ["tools-basic"], settings=env_settings, tokenizer=tokenizer)
+    child = demonstrations_on((0,), base_info.hf_dir, ["tools-basic"], settings=env_settings)
+    assert key(child) == key(here)

@@ -41,6 +41,9 @@ class LearningConfig(ComponentConfig):
     """GRPO: the policy ratio is clipped to [1 - clip_eps, 1 + clip_eps] (dimensionless)."""
     kl_coef: NonNegativeFloat = 0.05
     """GRPO: weight of the KL penalty to the base model (0 = none; dimensionless)."""
+    sft_kl_coef: NonNegativeFloat = 0.0
+    """SFT: weight of an exact KL(policy ‖ base) over the vocabulary at every learned token, which keeps the adapter
+    from forgetting what the base model did well (0 = plain SFT; dimensionless)."""
     batch_size: PositiveInt = 8
     """Samples per optimizer step (summed over DDP ranks)."""
     max_seq_len: PositiveInt = 1024

@@ -3,13 +3,19 @@ scripted solutions of TRAIN tasks, replayed as the model calls the LLM agent wou
 
 Each oracle step becomes one model call: the exact messages and tools the LLM agent sends (so the gateway would
 render the same prompt), and the completion the gateway's tool grammar accepts, as token ids.
+
+Under `up --learner` the learner lives in the gateway's process: `demonstrations_on` then builds them in a child
+process on cores serving does not hold, since the oracle's episodes are CPU-bound Python that would hold the
+gateway's GIL and share its cores (measured: three missed 10-s SLO windows while they ran in-process).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from blacksoil.contracts import ExperienceEvent
@@ -92,3 +98,32 @@ def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int |
             if a.passed:
                 out.append(a)
     return out
+
+
+def demonstrations_on(cores: Sequence[int], hf_dir: Path, suites: Sequence[str], practice_per_template: int = 0, *,
+                      settings: EnvSettings, tokenizer: Any = None) -> list[Attempt]:
+    """`demonstrations` in a child process pinned to `cores`; in this process with `tokenizer` when `cores` is ()
+    (nothing else shares the machine: `learn` and `demo`)."""
+    if not cores:
+        if tokenizer is None:
+            raise ConfigError("demonstrations in this process need the tokenizer")
+        return demonstrations(tokenizer, suites, practice_per_template=practice_per_template, settings=settings)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_pin,
+                             initargs=(tuple(cores),)) as pool:
+        return pool.submit(_child, hf_dir, tuple(suites), practice_per_template, settings).result()
+
+
+def _pin(cores: tuple[int, ...]) -> None:
+    os.sched_setaffinity(0, set(cores))
+
+
+def _child(hf_dir: Path, suites: tuple[str, ...], practice_per_template: int,
+           settings: EnvSettings) -> list[Attempt]:
+    from transformers import AutoTokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    return demonstrations(tokenizer, suites, practice_per_template=practice_per_template, settings=settings)

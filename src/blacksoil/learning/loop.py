@@ -135,32 +135,39 @@ class Learner:
         self.last_batch: list[TrainSample] = []
         """The samples the last round trained on (anonymized rows only; kept for inspection and tests)."""
         self.initial_dev: float = 0.0
+        self.phases: list[tuple[str, float]] = [("demonstrations", time.monotonic())]
+        """(phase, monotonic start) of everything this learner did, in order: when serving slowed, what ran."""
         self.started = int(time.time())
         # Two learners started in the same second must not share (and resume from) each other's run folder.
         self.run_name = f"{gw.model}-{self.started}-{uuid.uuid4().hex[:6]}"
         if opts.demos:
-            from blacksoil.learning.demos import demonstrations
+            from blacksoil.learning.demos import demonstrations_on
 
             with console.status("storing oracle demonstrations of train and practice tasks"):
-                self.experience.add_demonstrations(demonstrations(self.tokenizer, opts.suites,
-                                                                  practice_per_template=opts.practice,
-                                                                  settings=ctx.env))
+                self.experience.add_demonstrations(demonstrations_on(
+                    self.runner.scoring_cores(), self.info.hf_dir, opts.suites, opts.practice, settings=ctx.env,
+                    tokenizer=self.tokenizer))
 
     def run_round(self, number: int) -> RoundResult:
         """One full round; the gate decides whether the candidate is swapped in."""
         t0 = time.monotonic()
+        self._phase(f"round {number}: collect")
         attempts = self._collect()
+        self._phase(f"round {number}: replay")
         self.experience.sync()
         samples, loss, steps = self._train(number)
         if not samples:
             return self._skip(number, attempts, t0)
+        self._phase(f"round {number}: publish")
         candidate = self.store.publish(self.run_dir(number) / "adapter", self.info,
                                        parent=self.lineage.version if self.lineage else None,
                                        provenance=self.provenance)
+        self._phase(f"round {number}: gate")
         decision = self._gate(candidate)
         self.lineage = self.served if decision.regressed else self.store.get(candidate.version)
         if decision.promote:
             self.store.set_status(candidate.version, "promoted", decision.metrics())
+            self._phase(f"round {number}: swap")
             with console.status(f"hot-swapping {candidate.version} into the gateway"):
                 self.swapper.swap(self.store.get(candidate.version))
             self.served, self.baseline = self.store.get(candidate.version), decision.candidate
@@ -173,7 +180,11 @@ class Learner:
                              self.served.version if self.served else "base", dev, time.monotonic() - t0,
                              dict(self.provenance.get("samples_by_source", {})))
         log_round(self.home, result)
+        self._phase(f"round {number}: done")
         return result
+
+    def _phase(self, name: str) -> None:
+        self.phases.append((name, time.monotonic()))
 
     def _served_dev(self) -> dict[str, float]:
         """Dev completion of the served version per gate suite, plus "overall" (empty before the first gate)."""
@@ -219,6 +230,7 @@ class Learner:
             return 0, 0.0, 0
         if not drawn.samples:
             return 0, 0.0, 0
+        self._phase(f"round {number}: train")
         job = TrainJob(drawn.samples, steps, self.run_dir(number) / "train", self.run_dir(number) / "adapter",
                        self.cfg, init_adapter=self.lineage.safetensors_dir if self.lineage else None)
         with _progress() as p:

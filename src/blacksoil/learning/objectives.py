@@ -41,6 +41,12 @@ def _packed_nll(model: Any, batch: dict[str, Any]) -> Any:
 
 def token_nll(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
     """NLL of every learned token of a packed batch: (nll [T], owning sample [T], flat index into [rows, width])."""
+    tok_nll, own, flat, _ = token_logits(model, batch)
+    return tok_nll, own, flat
+
+
+def token_logits(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """`token_nll` plus the logits of those tokens' positions ([T, vocab], float32)."""
     import torch
     import torch.nn.functional as F
 
@@ -57,7 +63,7 @@ def token_nll(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
     sel = own.reshape(-1) >= 0
     width = owner.size(1)
     flat = (torch.arange(owner.size(0)).unsqueeze(1) * width + keep.unsqueeze(0)).reshape(-1)
-    return tok_nll[sel], own.reshape(-1)[sel], flat[sel]
+    return tok_nll[sel], own.reshape(-1)[sel], flat[sel], logits.reshape(-1, logits.size(-1))[sel]
 
 
 def per_sample_mean(values: Any, own: Any, n: int) -> Any:
@@ -119,4 +125,28 @@ def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, flo
         "nll_pos": float(nll[pos].mean().detach()) if bool(pos.any()) else 0.0,
         "nll_neg": float(nll[~pos].mean().detach()) if bool((~pos).any()) else 0.0,
     }
+    return loss, stats, [float(x) for x in nll.detach()]
+
+
+def anchored_loss(model: Any, reference: Any, batch: dict[str, Any],
+                  kl_coef: float) -> tuple[Any, dict[str, float], list[float]]:
+    """SFT anchored to the base model: mean_i(coef_i × nll_i) + kl_coef × KL(policy ‖ base), the KL taken exactly
+    over the whole vocabulary at every learned position. Demonstrations are not samples of the policy, so the
+    token-level k3 estimate GRPO uses would be biased here. `reference()` runs `model` without its adapter."""
+    import torch
+    import torch.nn.functional as F
+
+    tok_nll, own, _, logits = token_logits(model, batch)
+    n = batch["coef"].numel()
+    nll = per_sample_mean(tok_nll, own, n)
+    coef = batch["coef"]
+    capped = torch.where((coef < 0) & (nll > NEG_NLL_CAP), nll.detach(), nll)
+    logp = F.log_softmax(logits, dim=-1)
+    with torch.no_grad(), reference():
+        ref_logp = F.log_softmax(token_logits(model, batch)[3], dim=-1)
+    kl_tok = (logp.exp() * (logp - ref_logp)).sum(dim=-1)
+    kl = per_sample_mean(kl_tok, own, n)
+    loss = (coef * capped).mean() + kl_coef * kl.mean()
+    stats = {"loss": float(loss.detach()), "kl": float(kl.mean().detach()),
+             "nll_pos": float(nll[coef > 0].mean().detach()) if bool((coef > 0).any()) else 0.0}
     return loss, stats, [float(x) for x in nll.detach()]

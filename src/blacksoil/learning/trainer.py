@@ -20,7 +20,7 @@ from blacksoil.errors import ConfigError, UserError
 from blacksoil.learning.basemodel import BaseModelInfo, load_model
 from blacksoil.learning.checkpoint import Checkpointer
 from blacksoil.learning.config import LearningConfig
-from blacksoil.learning.objectives import clipped_policy_loss, weighted_loss
+from blacksoil.learning.objectives import anchored_loss, clipped_policy_loss, weighted_loss
 from blacksoil.learning.packing import collate_packed
 from blacksoil.learning.samples import TrainSample
 
@@ -168,6 +168,8 @@ class LoraTrainer:
             if self.cfg.objective == "grpo":
                 loss, stats, nll = clipped_policy_loss(self.forward, self.model.disable_adapter, batch,
                                                        self.cfg.clip_eps, self.cfg.kl_coef)
+            elif self.cfg.sft_kl_coef > 0:
+                loss, stats, nll = anchored_loss(self.forward, self.model.disable_adapter, batch, self.cfg.sft_kl_coef)
             else:
                 loss, stats, nll = weighted_loss(self.forward, batch)
             self.last_trajectory_nll = _per_trajectory(picked, nll)
