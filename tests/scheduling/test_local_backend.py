@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from blacksoil.contracts import Allocation
 from blacksoil.scheduling.backends.local import LocalBackend
 from blacksoil.scheduling.backends.process import ProcessWorkload
 from blacksoil.scheduling.config import SchedulingConfig
@@ -90,23 +89,3 @@ def test_capacity_moves_from_learner_to_serving_and_back(tmp_path: Path) -> None
         digest = advance(digest)
     assert digest == final["digest"], "the resumed chain differs: a step was lost or repeated"
     assert not learner.running and not serving.running
-
-
-@pytest.mark.parametrize(("background", "policy"), [(True, os.SCHED_IDLE), (False, os.SCHED_OTHER)])
-def test_a_background_workload_runs_at_idle_cpu_priority(background: bool, policy: int) -> None:
-    """Training yields its core to the (unpinned) gateway's threads at the OS level; serving does not."""
-    cores = sorted(os.sched_getaffinity(0))[:1]
-    w = ProcessWorkload("w", "learning", [sys.executable, "-c", "import time; time.sleep(30)"],
-                        background=background, stop_timeout_s=5)
-    w.start(Allocation(tuple(cores)))
-    try:
-        assert w.proc is not None
-        assert os.sched_getscheduler(w.proc.pid) == policy
-    finally:
-        w.stop(checkpoint=False)
-
-
-def test_the_platform_learner_worker_is_a_background_workload(tmp_path: Path) -> None:
-    from blacksoil.scheduling.backends.platform_workloads import LearnerWorkload
-
-    assert LearnerWorkload("learner", home=tmp_path).process.background

@@ -118,7 +118,6 @@ def demonstrations_on(cores: Sequence[int], hf_dir: Path, suites: Sequence[str],
 
 def _pin(cores: tuple[int, ...]) -> None:
     os.sched_setaffinity(0, set(cores))
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # the gateway's own threads go first on these cores
 
 
 def _child(hf_dir: Path, suites: tuple[str, ...], practice_per_template: int,

@@ -71,7 +71,7 @@ class LearnerWorkload:
         self.home = home
         self.log = log
         self.process = ProcessWorkload(name, "learning", [sys.executable, "-m", "blacksoil.learning.worker"],
-                                       env=env, stop_timeout_s=stop_timeout_s, log=log, background=True)
+                                       env=env, stop_timeout_s=stop_timeout_s, log=log)
         self.exit_codes: list[int] = []
         """Exit status of every stopped or finished run, oldest first."""
         self.preemptions = 0

@@ -2,10 +2,6 @@
 
 Threads follow the cores (OMP/MKL/torch thread counts and `n_threads` via env, CPU affinity via
 sched_setaffinity): serving and training must split cores, not time-share them (docs/design.md).
-
-A background workload (training) also runs under SCHED_IDLE: the gateway's own process is not pinned (its HTTP,
-streaming and anonymizing threads go wherever the OS puts them), and on a core the trainer fills, CFS would give
-those threads only a fair half; under SCHED_IDLE they take the core whenever they are runnable.
 """
 
 from __future__ import annotations
@@ -31,7 +27,7 @@ class ProcessWorkload:
 
     def __init__(self, name: str, kind: WorkloadKind, argv: Sequence[str], cwd: Path | None = None,
                  env: dict[str, str] | None = None, stop_timeout_s: float = 30.0, log: Path | None = None,
-                 thread_env: Sequence[str] = (), background: bool = False):
+                 thread_env: Sequence[str] = ()):
         if not argv:
             raise ConfigError(f"workload {name!r} has an empty command; give the program and its arguments")
         self.name = name
@@ -44,8 +40,6 @@ class ProcessWorkload:
         self.thread_env = tuple(THREAD_ENV) + tuple(thread_env)
         """Environment variables set to the core count (e.g. BLACKSOIL_LEARNING__TORCH_THREADS,
         BLACKSOIL_SERVING__THREADS for the real learner and gateway)."""
-        self.background = background
-        """Run at idle CPU priority (SCHED_IDLE): any other runnable thread on its cores goes first."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.allocation: Allocation | None = None
         self.starts = 0
@@ -67,7 +61,7 @@ class ProcessWorkload:
         try:
             self.proc = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_pin(cores, self.background) if sys.platform.startswith("linux") else None,
+                preexec_fn=_pin(cores) if sys.platform.startswith("linux") else None,
             )
         finally:
             if self.log:
@@ -97,10 +91,8 @@ class ProcessWorkload:
         self.start(allocation)
 
 
-def _pin(cores: tuple[int, ...], background: bool = False):  # type: ignore[no-untyped-def]
+def _pin(cores: tuple[int, ...]):  # type: ignore[no-untyped-def]
     def pin() -> None:
         os.sched_setaffinity(0, cores)
-        if background:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
     return pin
