@@ -200,8 +200,18 @@ def run_flywheel(opts: FlywheelOptions) -> dict[str, Any]:
                    rss,
                    {"pii_prompts": pii_prompt.sent, "demand_at_preemptions": preempted_at,
                     "serving_cores_max": max((len(r.serving_cores) for r in history), default=0),
+                    # Serving's mean pinned cores while the learner ran (the scheduler starts with the learner: during
+                    # the idle baseline the engine is unpinned and the OS gives it whichever core is free).
+                    "serving_cores_mean_learning": _mean_cores(history, control.backend.t0, t["learn"],
+                                                               t["stopped"]),
                     "agent_attempts": agents.attempts, "agent_passed": agents.passed,
                     "minutes_total": round((time.monotonic() - t_start) / 60, 1), "home": str(home)})
+
+
+def _mean_cores(history: list[Any], t0: float, start: float, end: float) -> float | None:
+    """Mean count of serving's cores over the scheduler steps between the monotonic times `start` and `end`."""
+    xs = [len(r.serving_cores) for r in history if start <= t0 + r.at < end]
+    return round(sum(xs) / len(xs), 2) if xs else None
 
 
 def _warm_up(agents: Any, max_s: float, progress: Any) -> None:
