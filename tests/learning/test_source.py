@@ -147,6 +147,6 @@ def test_demonstrations_built_on_other_cores_are_the_same(base_info: BaseModelIn
     def key(attempts: list[Any]) -> list[tuple[str, list[list[int]]]]:
         return [(a.task_id, [list(c.completion_token_ids) for c in a.calls]) for a in attempts]
 
-    here = demonstrations_on((), base_info.hf_dir, ["tools-basic"], settings=env_settings, tokenizer=tokenizer)
-    child = demonstrations_on((0,), base_info.hf_dir, ["tools-basic"], settings=env_settings)
+    here = demonstrations_on((), base_info, ["tools-basic"], settings=env_settings, tokenizer=tokenizer)
+    child = demonstrations_on((0,), base_info, ["tools-basic"], settings=env_settings)
     assert key(child) == key(here)

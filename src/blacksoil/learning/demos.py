@@ -15,12 +15,12 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from blacksoil.contracts import ExperienceEvent
 from blacksoil.errors import ConfigError
 from blacksoil.factories.env_settings import EnvSettings
+from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.collect import Attempt
 
 END = "<|im_end|>"
@@ -100,8 +100,8 @@ def demonstrations(tokenizer: Any, suites: Sequence[str], tasks_per_suite: int |
     return out
 
 
-def demonstrations_on(cores: Sequence[int], hf_dir: Path, suites: Sequence[str], practice_per_template: int = 0, *,
-                      settings: EnvSettings, tokenizer: Any = None) -> list[Attempt]:
+def demonstrations_on(cores: Sequence[int], info: BaseModelInfo, suites: Sequence[str], practice_per_template: int = 0,
+                      *, settings: EnvSettings, tokenizer: Any = None) -> list[Attempt]:
     """`demonstrations` in a child process pinned to `cores`; in this process with `tokenizer` when `cores` is ()
     (nothing else shares the machine: `learn` and `demo`)."""
     if not cores:
@@ -113,17 +113,16 @@ def demonstrations_on(cores: Sequence[int], hf_dir: Path, suites: Sequence[str],
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_pin,
                              initargs=(tuple(cores),)) as pool:
-        return pool.submit(_child, hf_dir, tuple(suites), practice_per_template, settings).result()
+        return pool.submit(_child, info, tuple(suites), practice_per_template, settings).result()
 
 
 def _pin(cores: tuple[int, ...]) -> None:
     os.sched_setaffinity(0, set(cores))
 
 
-def _child(hf_dir: Path, suites: tuple[str, ...], practice_per_template: int,
+def _child(info: BaseModelInfo, suites: tuple[str, ...], practice_per_template: int,
            settings: EnvSettings) -> list[Attempt]:
-    from transformers import AutoTokenizer
+    from blacksoil.learning.basemodel import load_tokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    return demonstrations(tokenizer, suites, practice_per_template=practice_per_template, settings=settings)
+    return demonstrations(load_tokenizer(info), suites, practice_per_template=practice_per_template,
+                          settings=settings)

@@ -135,7 +135,7 @@ class Learner:
         self.last_batch: list[TrainSample] = []
         """The samples the last round trained on (anonymized rows only; kept for inspection and tests)."""
         self.initial_dev: float = 0.0
-        self.phases: list[tuple[str, float]] = [("demonstrations", time.monotonic())]
+        self.phases: list[tuple[str, float]] = []
         """(phase, monotonic start) of everything this learner did, in order: when serving slowed, what ran."""
         self.started = int(time.time())
         # Two learners started in the same second must not share (and resume from) each other's run folder.
@@ -143,9 +143,10 @@ class Learner:
         if opts.demos:
             from blacksoil.learning.demos import demonstrations_on
 
+            self._phase("demonstrations")
             with console.status("storing oracle demonstrations of train and practice tasks"):
                 self.experience.add_demonstrations(demonstrations_on(
-                    self.runner.scoring_cores(), self.info.hf_dir, opts.suites, opts.practice, settings=ctx.env,
+                    self.runner.scoring_cores(), self.info, opts.suites, opts.practice, settings=ctx.env,
                     tokenizer=self.tokenizer))
 
     def run_round(self, number: int) -> RoundResult:

@@ -112,20 +112,25 @@ def clipped_policy_loss(model: Any, reference: Any, batch: dict[str, Any], clip_
 def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float], list[float]]:
     """mean_i(coef_i × nll_i), with the NLL of negative-coefficient samples capped at NEG_NLL_CAP; plus stats and
     each sample's NLL (replay turns them into new priorities)."""
-    import torch
 
     nll = sequence_nll(model, batch)
-    coef = batch["coef"]
+    loss, stats = _weighted(nll, batch["coef"])
+    return loss, stats, [float(x) for x in nll.detach()]
+
+
+def _weighted(nll: Any, coef: Any) -> tuple[Any, dict[str, float]]:
+    """mean_i(coef_i × nll_i) with the negative samples' NLL capped, and its stats."""
+    import torch
+
     # Capped samples contribute no gradient (torch.where picks the constant branch).
     capped = torch.where((coef < 0) & (nll > NEG_NLL_CAP), nll.detach(), nll)
     loss = (coef * capped).mean()
     pos = coef > 0
-    stats = {
+    return loss, {
         "loss": float(loss.detach()),
         "nll_pos": float(nll[pos].mean().detach()) if bool(pos.any()) else 0.0,
         "nll_neg": float(nll[~pos].mean().detach()) if bool((~pos).any()) else 0.0,
     }
-    return loss, stats, [float(x) for x in nll.detach()]
 
 
 def anchored_loss(model: Any, reference: Any, batch: dict[str, Any],
@@ -139,14 +144,11 @@ def anchored_loss(model: Any, reference: Any, batch: dict[str, Any],
     tok_nll, own, _, logits = token_logits(model, batch)
     n = batch["coef"].numel()
     nll = per_sample_mean(tok_nll, own, n)
-    coef = batch["coef"]
-    capped = torch.where((coef < 0) & (nll > NEG_NLL_CAP), nll.detach(), nll)
     logp = F.log_softmax(logits, dim=-1)
     with torch.no_grad(), reference():
         ref_logp = F.log_softmax(token_logits(model, batch)[3], dim=-1)
-    kl_tok = (logp.exp() * (logp - ref_logp)).sum(dim=-1)
-    kl = per_sample_mean(kl_tok, own, n)
-    loss = (coef * capped).mean() + kl_coef * kl.mean()
-    stats = {"loss": float(loss.detach()), "kl": float(kl.mean().detach()),
-             "nll_pos": float(nll[coef > 0].mean().detach()) if bool((coef > 0).any()) else 0.0}
+    kl = per_sample_mean((logp.exp() * (logp - ref_logp)).sum(dim=-1), own, n)
+    sft, stats = _weighted(nll, batch["coef"])
+    loss = sft + kl_coef * kl.mean()
+    stats |= {"loss": float(loss.detach()), "kl": float(kl.mean().detach())}
     return loss, stats, [float(x) for x in nll.detach()]
