@@ -7,6 +7,7 @@ The test split is only ever scored, never collected from or trained on; the gate
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import threading
@@ -298,6 +299,9 @@ class RoundLoop:
         except BlacksoilError as e:
             self._failed(f"the learner did not start: {e.message}")
             return
+        # What the learner loaded lives as long as the platform (tokenizer, demonstrations): out of the collector's
+        # sight, so that its full collections stop rescanning it under the gateway's streams (see running_platform).
+        gc.freeze()
         number = 0
         while not self.stop.is_set():
             number += 1

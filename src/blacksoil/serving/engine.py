@@ -221,7 +221,7 @@ class LlamaCppEngine(Engine):
     kind = "llamacpp"
     llamacpp_extensions = True
 
-    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int,
+    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int, prefill_chunk: int = 256,
                  adapter: AdapterVersion | None = None, cores: tuple[int, ...] = (),
                  start_timeout_s: float = 60.0, timeout_s: float = 600.0) -> None:
         super().__init__("http://unstarted/v1", adapter=adapter, timeout_s=timeout_s)
@@ -232,6 +232,7 @@ class LlamaCppEngine(Engine):
             validate_gguf(Path(adapter.gguf_path))
         self.spec: dict[str, Any] = {
             "model_path": str(model_path), "slots": slots, "ctx": ctx, "threads": threads,
+            "prefill_chunk": prefill_chunk,
             "lora_path": str(adapter.gguf_path) if adapter and adapter.gguf_path else None,
             "lora_scale": adapter.scale if adapter else 1.0, "cores": list(cores),
         }

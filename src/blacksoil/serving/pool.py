@@ -108,7 +108,8 @@ class ReplicaPool:
         if self.starter is not None:
             return self.starter(adapter, accept_new_sessions=accept_new_sessions)
         c = self.config
-        engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.engine_threads(), adapter=adapter,
+        engine = LlamaCppEngine(self.model.path, slots=c.slots, ctx=c.ctx, threads=c.engine_threads(),
+                                prefill_chunk=c.prefill_chunk, adapter=adapter,
                                 cores=cores, start_timeout_s=c.engine_start_timeout_s, timeout_s=c.request_timeout_s)
         return self._add(engine, c.admitted(), c.slots, accept_new_sessions)
 
