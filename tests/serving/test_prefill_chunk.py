@@ -15,20 +15,8 @@ from blacksoil.serving.engine import LlamaCppEngine
 from blacksoil.serving.models import default_model_path
 from blacksoil.serving.worker import build_params
 
-_WORDS = [
-    "lathe",
-    "press",
-    "spindle",
-    "bearing",
-    "coolant",
-    "torque",
-    "sensor",
-    "shift",
-    "operator",
-    "vibration",
-    "gearbox",
-    "welder",
-]
+_WORDS = ("lathe", "press", "spindle", "bearing", "coolant", "torque", "sensor", "shift", "operator", "vibration",
+          "gearbox", "welder")
 
 
 def test_the_chunk_is_llama_cpps_batch_and_micro_batch() -> None:
@@ -41,19 +29,16 @@ def test_a_chunk_too_small_to_batch_is_refused_naming_the_field() -> None:
         load_settings(serving={"prefill_chunk": 4})
 
 
-def _long_prompt(words: int) -> str:
-    rnd = random.Random(7)  # random words: no cached prefix shortens the prefill
+def _long_prompt(words: int, seed: int) -> str:
+    rnd = random.Random(seed)  # random words, another seed per prompt: no cached prefix shortens a prefill
     return " ".join(rnd.choice(_WORDS) for _ in range(words))
 
 
 def _prefill_s(engine: LlamaCppEngine, prompt: str) -> float:
     t = time.perf_counter()
-    r = httpx.post(
-        engine.api_base + "/chat/completions",
-        timeout=300,
-        headers={"Authorization": f"Bearer {engine.api_key}"},
-        json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 1},
-    )
+    r = httpx.post(engine.api_base + "/chat/completions", timeout=300,
+                   headers={"Authorization": f"Bearer {engine.api_key}"},
+                   json={"messages": [{"role": "user", "content": prompt}], "max_tokens": 1})
     r.raise_for_status()
     return time.perf_counter() - t
 
@@ -61,18 +46,10 @@ def _prefill_s(engine: LlamaCppEngine, prompt: str) -> float:
 def _gaps_while(engine: LlamaCppEngine, during: threading.Thread) -> list[float]:
     """Token gaps of one stream decoding while `during` runs (started once the stream's tokens flow)."""
     gaps: list[float] = []
-    body = {
-        "messages": [{"role": "user", "content": "Write a long story about a machine shop."}],
-        "max_tokens": 400,
-        "stream": True,
-    }
-    with httpx.stream(
-        "POST",
-        engine.api_base + "/chat/completions",
-        json=body,
-        timeout=300,
-        headers={"Authorization": f"Bearer {engine.api_key}"},
-    ) as r:
+    body = {"messages": [{"role": "user", "content": "Write a long story about a machine shop."}],
+            "max_tokens": 400, "stream": True}
+    with httpx.stream("POST", engine.api_base + "/chat/completions", json=body, timeout=300,
+                      headers={"Authorization": f"Bearer {engine.api_key}"}) as r:
         last = None
         for line in r.iter_lines():
             if not (line.startswith("data: ") and '"content"' in line):
@@ -93,8 +70,8 @@ def test_a_long_prompt_is_prefilled_between_the_tokens_of_a_running_stream() -> 
     engine = LlamaCppEngine(default_model_path(), slots=2, ctx=4096, threads=1, prefill_chunk=32)
     engine.start()
     try:
-        prompt = _long_prompt(300)
-        alone = _prefill_s(engine, _long_prompt(301))  # the same length, another text: nothing cached
+        alone = _prefill_s(engine, _long_prompt(300, seed=1))
+        prompt = _long_prompt(300, seed=2)  # as long, another text: nothing of it is cached
         gaps = _gaps_while(engine, threading.Thread(target=_prefill_s, args=(engine, prompt)))
     finally:
         engine.stop()

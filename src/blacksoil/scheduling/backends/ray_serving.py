@@ -111,7 +111,8 @@ class ServingReplica:
                                         "a path every node sees (scheduling.ray_shared_dir for adapters)")
         params = build_params({"model_path": spec.model_path or str(default_model_path()), "slots": spec.slots,
                                "ctx": spec.ctx, "threads": self.threads, "lora_path": spec.lora_path,
-                               "lora_scale": spec.lora_scale})
+                               "lora_scale": spec.lora_scale,
+                               "prefill_chunk": (spec.config or ServingConfig()).prefill_chunk})
         # Other nodes' gateways must reach it: listen on this node's address, with a key only the gateway gets.
         params.hostnames = [ray.util.get_node_ip_address()]
         params.api_keys = [self.api_key]
