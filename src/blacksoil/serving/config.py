@@ -108,10 +108,11 @@ class ServingConfig(ComponentConfig):
     """Requests admitted at once per replica (count, ≤ slots; 0 = one per slot, llama.cpp batches them)."""
     ctx: int = 16384
     """Context window per replica in tokens, shared by its slots (each slot gets ctx / slots)."""
-    prefill_chunk: int = Field(default=256, ge=16)
-    """Most tokens one engine step processes, decoded tokens of running streams included (llama.cpp n_batch): a long
-    prompt is prefilled in chunks of this size between the other streams' tokens, so it delays them by one chunk,
-    not the whole prompt (chunked prefill; tokens)."""
+    prefill_chunk: int = Field(default=2048, ge=16)
+    """Most tokens one engine step processes, decoded tokens of running streams included (llama.cpp n_batch; 2048 is
+    llama.cpp's own): a longer prompt is prefilled in chunks of this size between the other streams' tokens, so it
+    delays them by one chunk, not the whole prompt. Smaller bounds inter-token latency tighter and prefills long
+    prompts slower (one engine thread: 256 → 2.0 s gaps, 32 → 0.4 s, 45% slower prefill; tokens)."""
     queue_max: int = 64
     """Waiting requests the gateway holds before answering 429 (count)."""
     queue_timeout_s: float = 120.0

@@ -221,7 +221,7 @@ class LlamaCppEngine(Engine):
     kind = "llamacpp"
     llamacpp_extensions = True
 
-    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int, prefill_chunk: int = 256,
+    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int, prefill_chunk: int = 2048,
                  adapter: AdapterVersion | None = None, cores: tuple[int, ...] = (),
                  start_timeout_s: float = 60.0, timeout_s: float = 600.0) -> None:
         super().__init__("http://unstarted/v1", adapter=adapter, timeout_s=timeout_s)
