@@ -19,9 +19,14 @@ _WORDS = ("lathe", "press", "spindle", "bearing", "coolant", "torque", "sensor",
           "gearbox", "welder")
 
 
-def test_the_chunk_is_llama_cpps_batch_and_micro_batch() -> None:
+def test_the_chunk_is_llama_cpps_batch() -> None:
     p = build_params({"model_path": "m.gguf", "slots": 2, "ctx": 2048, "threads": 1, "prefill_chunk": 48})
-    assert (p.n_batch, p.n_ubatch) == (48, 48)
+    assert p.n_batch == 48
+
+
+def test_the_default_chunk_keeps_llama_cpps_own_batches() -> None:
+    p = build_params({"model_path": "m.gguf", "slots": 2, "ctx": 2048, "threads": 1})
+    assert (p.n_batch, p.n_ubatch) == (2048, 512)
 
 
 def test_a_chunk_too_small_to_batch_is_refused_naming_the_field() -> None:

@@ -24,7 +24,8 @@ def build_params(spec: dict[str, Any]) -> Any:
     p.cpuparams_batch.n_threads = int(spec["threads"])
     # Chunked prefill: llama.cpp's server fills each step's batch with the running streams' next tokens first and
     # the waiting prompts' tokens after them, up to n_batch; a prompt longer than that continues in the next steps.
-    p.n_batch = p.n_ubatch = int(spec.get("prefill_chunk", 2048))
+    # n_ubatch stays llama.cpp's (512, cut to n_batch when smaller): its compute buffer grows with it.
+    p.n_batch = int(spec.get("prefill_chunk", 2048))
     p.port = 0  # llama.cpp binds a free loopback port and reports it in listening_address
     p.endpoint_metrics = True
     p.endpoint_slots = True
