@@ -112,7 +112,6 @@ def clipped_policy_loss(model: Any, reference: Any, batch: dict[str, Any], clip_
 def weighted_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, dict[str, float], list[float]]:
     """mean_i(coef_i × nll_i), with the NLL of negative-coefficient samples capped at NEG_NLL_CAP; plus stats and
     each sample's NLL (replay turns them into new priorities)."""
-
     nll = sequence_nll(model, batch)
     loss, stats = _weighted(nll, batch["coef"])
     return loss, stats, [float(x) for x in nll.detach()]
