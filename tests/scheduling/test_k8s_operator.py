@@ -106,12 +106,14 @@ async def test_serving_pods_run_the_engine_with_the_deployment_key(kmock: Any, m
     setup_cluster(kmock, monkeypatch, nodes=1, per_node=2)
     async with running_operator():
         await create(kmock, "servingdeployments", "chat", {"minReplicas": 1, "maxReplicas": 2, "port": 9001,
-                                                           "image": "engine:1", "gatewayUrl": metrics.url})
+                                                           "prefillChunk": 64, "image": "engine:1",
+                                                           "gatewayUrl": metrics.url})
         await until(lambda: len(pods_of(kmock, "chat")) == 1)
         (pod,) = pods_of(kmock, "chat").values()
         container = pod["spec"]["containers"][0]
         env = {e["name"]: e for e in container["env"]}
         assert container["command"][-1] == "blacksoil.scheduling.backends.k8s_engine"
         assert env["BLACKSOIL_ENGINE_PORT"]["value"] == "9001"
+        assert env["BLACKSOIL_ENGINE_PREFILL_CHUNK"]["value"] == "64"
         assert env["BLACKSOIL_ENGINE_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] in objects(kmock, "secrets")
         assert container["readinessProbe"]["httpGet"]["port"] == 9001

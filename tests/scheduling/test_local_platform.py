@@ -32,7 +32,7 @@ from blacksoil.serving.pool import ReplicaPool
 
 CFG = SchedulingConfig(step_s=0.5, replica_cold_start_s=0.0, restart_s=0.0, kill_grace_s=0.0,
                        hpa_scale_down_window_s=2.0, headroom_sigmas=0.0, min_headroom=0.0, lend_horizon_s=0.5)
-STEPS = 40  # ~0.35 s a step: the preemption (~2 s after the load starts, longer on a busy CI machine) comes well before the end
+STEPS = 40  # ~0.35 s a step: the preemption (~2 s after the load starts, more on a busy machine) comes first
 LEARN = {"batch_size": 1, "max_seq_len": 48, "checkpoint_every": 2, "learning_rate": 1e-3}
 CLIENTS = 4  # concurrent chat requests: two replicas' worth at 2 admitted per replica
 

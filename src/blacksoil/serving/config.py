@@ -88,6 +88,12 @@ class VllmConfig(ComponentConfig):
     """More command-line options for vLLM's OpenAI server, passed as they are (e.g. ["--enforce-eager"])."""
 
 
+PREFILL_CHUNK_DEFAULT = 2048
+"""llama.cpp's own n_batch: the engine's prefill chunk when nothing sets one (tokens)."""
+MIN_PREFILL_CHUNK = 16
+"""Smallest prefill chunk an engine takes (tokens)."""
+
+
 class ServingConfig(ComponentConfig):
     """Gateway, embedded engine and agent-aware scheduling settings."""
 
@@ -108,7 +114,7 @@ class ServingConfig(ComponentConfig):
     """Requests admitted at once per replica (count, ≤ slots; 0 = one per slot, llama.cpp batches them)."""
     ctx: int = 16384
     """Context window per replica in tokens, shared by its slots (each slot gets ctx / slots)."""
-    prefill_chunk: int = Field(default=2048, ge=16)
+    prefill_chunk: int = Field(default=PREFILL_CHUNK_DEFAULT, ge=MIN_PREFILL_CHUNK)
     """Most tokens one engine step processes, decoded tokens of running streams included (llama.cpp n_batch; 2048 is
     llama.cpp's own): a longer prompt is prefilled in chunks of this size between the other streams' tokens, so it
     delays them by one chunk, not the whole prompt. Smaller bounds inter-token latency tighter and prefills long

@@ -23,6 +23,7 @@ import httpx
 
 from blacksoil.contracts import AdapterVersion
 from blacksoil.errors import BlacksoilError, ConfigError, InternalError, RetryableError, UserError
+from blacksoil.serving.config import PREFILL_CHUNK_DEFAULT
 from blacksoil.serving.models import validate_gguf
 
 
@@ -221,8 +222,9 @@ class LlamaCppEngine(Engine):
     kind = "llamacpp"
     llamacpp_extensions = True
 
-    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int, prefill_chunk: int = 2048,
-                 adapter: AdapterVersion | None = None, cores: tuple[int, ...] = (),
+    def __init__(self, model_path: Path, *, slots: int, ctx: int, threads: int,
+                 prefill_chunk: int = PREFILL_CHUNK_DEFAULT, adapter: AdapterVersion | None = None,
+                 cores: tuple[int, ...] = (),
                  start_timeout_s: float = 60.0, timeout_s: float = 600.0) -> None:
         super().__init__("http://unstarted/v1", adapter=adapter, timeout_s=timeout_s)
         validate_gguf(model_path)

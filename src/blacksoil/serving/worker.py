@@ -16,6 +16,8 @@ def build_params(spec: dict[str, Any]) -> Any:
     """Translate the engine spec (see LlamaCppEngine.spec) into xllamacpp.CommonParams."""
     import xllamacpp as x
 
+    from blacksoil.serving.config import PREFILL_CHUNK_DEFAULT
+
     p = x.CommonParams()
     p.model.path = spec["model_path"]
     p.n_parallel = int(spec["slots"])
@@ -25,7 +27,7 @@ def build_params(spec: dict[str, Any]) -> Any:
     # Chunked prefill: llama.cpp's server fills each step's batch with the running streams' next tokens first and
     # the waiting prompts' tokens after them, up to n_batch; a prompt longer than that continues in the next steps.
     # n_ubatch stays llama.cpp's (512, cut to n_batch when smaller): its compute buffer grows with it.
-    p.n_batch = int(spec.get("prefill_chunk", 2048))
+    p.n_batch = int(spec.get("prefill_chunk", PREFILL_CHUNK_DEFAULT))
     p.port = 0  # llama.cpp binds a free loopback port and reports it in listening_address
     p.endpoint_metrics = True
     p.endpoint_slots = True

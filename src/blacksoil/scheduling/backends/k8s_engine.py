@@ -10,6 +10,8 @@ Environment (set by the operator from the ServingDeployment spec):
   BLACKSOIL_ENGINE_PORT     TCP port (default 8080); BLACKSOIL_ENGINE_HOST address (default 0.0.0.0)
   BLACKSOIL_ENGINE_SLOTS    parallel sequences (default 4); BLACKSOIL_ENGINE_CTX context of all slots (default
                             1024 per slot); BLACKSOIL_ENGINE_THREADS decode threads (default: the CPUs it may use)
+  BLACKSOIL_ENGINE_PREFILL_CHUNK  most tokens one engine step processes (llama.cpp n_batch, 16 or more; default
+                            serving.prefill_chunk's)
   BLACKSOIL_ENGINE_MODEL    GGUF path (default: the model shipped in the image)
 """
 
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from blacksoil.errors import ConfigError
+from blacksoil.serving.config import MIN_PREFILL_CHUNK, PREFILL_CHUNK_DEFAULT
 
 DEFAULT_PORT = 8080
 
@@ -50,7 +53,11 @@ def engine_params(env: Mapping[str, str]) -> Any:
     slots = _int(env, "BLACKSOIL_ENGINE_SLOTS", 4)
     spec = {"model_path": env.get("BLACKSOIL_ENGINE_MODEL") or str(default_model_path()), "slots": slots,
             "ctx": _int(env, "BLACKSOIL_ENGINE_CTX", 1024 * slots),
-            "threads": _int(env, "BLACKSOIL_ENGINE_THREADS", len(os.sched_getaffinity(0)))}
+            "threads": _int(env, "BLACKSOIL_ENGINE_THREADS", len(os.sched_getaffinity(0))),
+            "prefill_chunk": _int(env, "BLACKSOIL_ENGINE_PREFILL_CHUNK", PREFILL_CHUNK_DEFAULT)}
+    if spec["prefill_chunk"] < MIN_PREFILL_CHUNK:
+        raise ConfigError(f"BLACKSOIL_ENGINE_PREFILL_CHUNK={spec['prefill_chunk']} is below {MIN_PREFILL_CHUNK}; "
+                          f"set {MIN_PREFILL_CHUNK} or more (the ServingDeployment's prefillChunk)")
     params = build_params(spec)
     # The gateway runs in another pod: listen on the pod's address (not loopback), on the port the spec names.
     params.hostnames = [env.get("BLACKSOIL_ENGINE_HOST") or "0.0.0.0"]

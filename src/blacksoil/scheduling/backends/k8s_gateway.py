@@ -22,6 +22,7 @@ import httpx
 
 from blacksoil.errors import BlacksoilError, ConfigError, RetryableError
 from blacksoil.scheduling.backends.k8s_engine import DEFAULT_PORT
+from blacksoil.serving.config import PREFILL_CHUNK_DEFAULT
 from blacksoil.serving.replica_api import PREFIX
 
 KEY_FIELD = "api-key"
@@ -65,7 +66,8 @@ def ensure_engine_key(api: Any, owner: dict[str, Any], owner_ref: dict[str, Any]
 
 
 def add_engine(pod: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """`pod` (a serving replica's manifest) with the engine's command, port, key, slots and readiness probe."""
+    """`pod` (a serving replica's manifest) with the engine's command, port, key, slots, prefill chunk and readiness
+    probe."""
     spec, name = owner["spec"], owner["metadata"]["name"]
     port = engine_port(spec)
     container = pod["spec"]["containers"][0]
@@ -73,6 +75,8 @@ def add_engine(pod: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
     container["env"] = [*container.get("env", []),
                         {"name": "BLACKSOIL_ENGINE_PORT", "value": str(port)},
                         {"name": "BLACKSOIL_ENGINE_SLOTS", "value": str(int(spec.get("slots", 4)))},
+                        {"name": "BLACKSOIL_ENGINE_PREFILL_CHUNK",
+                         "value": str(int(spec.get("prefillChunk", PREFILL_CHUNK_DEFAULT)))},
                         {"name": "BLACKSOIL_ENGINE_API_KEY",
                          "valueFrom": {"secretKeyRef": {"name": key_secret(name), "key": KEY_FIELD}}}]
     container["ports"] = [{"name": "engine", "containerPort": port, "protocol": "TCP"}]
