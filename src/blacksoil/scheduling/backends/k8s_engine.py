@@ -51,12 +51,13 @@ def engine_params(env: Mapping[str, str]) -> Any:
         raise ConfigError("BLACKSOIL_ENGINE_API_KEY is not set; an engine reachable on the pod network needs the key "
                           "the operator keeps in the deployment's Secret (the operator's pod spec sets it)")
     slots = _int(env, "BLACKSOIL_ENGINE_SLOTS", 4)
+    chunk = _int(env, "BLACKSOIL_ENGINE_PREFILL_CHUNK", PREFILL_CHUNK_DEFAULT)
     spec = {"model_path": env.get("BLACKSOIL_ENGINE_MODEL") or str(default_model_path()), "slots": slots,
             "ctx": _int(env, "BLACKSOIL_ENGINE_CTX", 1024 * slots),
             "threads": _int(env, "BLACKSOIL_ENGINE_THREADS", len(os.sched_getaffinity(0))),
-            "prefill_chunk": _int(env, "BLACKSOIL_ENGINE_PREFILL_CHUNK", PREFILL_CHUNK_DEFAULT)}
-    if spec["prefill_chunk"] < MIN_PREFILL_CHUNK:
-        raise ConfigError(f"BLACKSOIL_ENGINE_PREFILL_CHUNK={spec['prefill_chunk']} is below {MIN_PREFILL_CHUNK}; "
+            "prefill_chunk": chunk}
+    if chunk < MIN_PREFILL_CHUNK:
+        raise ConfigError(f"BLACKSOIL_ENGINE_PREFILL_CHUNK={chunk} is below {MIN_PREFILL_CHUNK}; "
                           f"set {MIN_PREFILL_CHUNK} or more (the ServingDeployment's prefillChunk)")
     params = build_params(spec)
     # The gateway runs in another pod: listen on the pod's address (not loopback), on the port the spec names.
