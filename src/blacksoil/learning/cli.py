@@ -61,7 +61,9 @@ def learn(
     held_out: str = typer.Option("tools-general", help="Comma-separated suites never learned from; the gate and "
                                                        "the demo score them so general tool calling cannot "
                                                        "silently regress ('' = none)."),
-    concurrency: int = typer.Option(4, min=1, help="Agent episodes at once when collecting and scoring."),
+    concurrency: int = typer.Option(4, min=1, help="Agent episodes at once when collecting attempts."),
+    score_concurrency: int = typer.Option(1, min=1, help="Agent episodes at once when scoring (gate, demo test "
+                                                         "splits); 1 = reproducible scores, each on a fresh engine."),
     demo: bool = typer.Option(False, "--demo", help="Closed-loop demo: test-split baseline, rounds, test again."),
     test_tasks: int = typer.Option(None, help="With --demo: test tasks per suite (default: all)."),
     write_doc: bool = typer.Option(False, "--write-doc", help="With --demo: " + WRITE_DOC_HELP),
@@ -84,7 +86,8 @@ def learn(
     # `learn` owns its gateway and runs serving and training one after the other: each phase gets every core.
     opts = LoopOptions(suites=learned, attempts=attempts, tasks_per_suite=tasks_per_suite, gate_tasks=gate_tasks,
                        steps=steps, temperature=temperature, demos=demos, practice=practice, held_out=kept_out,
-                       exclusive_cores=True, concurrency=concurrency)
+                       exclusive_cores=True, concurrency=concurrency,
+                       score_concurrency=score_concurrency)
     s = settings()
     ctx = LearnerContext.from_settings(s)
     if demo:
