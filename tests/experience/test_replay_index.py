@@ -110,6 +110,23 @@ def test_sampling_reads_only_the_named_tenants(store: ExperienceStore) -> None:
     assert {d.tenant_id for d in index.sample(32, 0, ["beta"])} == {"beta"}
 
 
+def test_a_draw_above_a_reward_leaves_the_failures_out(store: ExperienceStore) -> None:
+    _session(store, "alpha", "won")
+    for i in range(5):
+        _session(store, "alpha", f"lost{i}", reward=0.0)
+    index = ReplayIndex(store, ExperienceConfig())
+    index.sync(["alpha"])
+    assert {d.session_id for d in index.sample(32, 0, ["alpha"], min_reward=1.0)} == {"won"}
+
+
+def test_a_draw_above_a_reward_with_nothing_that_high_says_so(store: ExperienceStore) -> None:
+    _session(store, "alpha", "lost", reward=0.0)
+    index = ReplayIndex(store, ExperienceConfig())
+    index.sync(["alpha"])
+    with pytest.raises(NotFoundError, match="rewarded at least 1"):
+        index.sample(1, 0, ["alpha"], min_reward=1.0)
+
+
 def test_an_empty_index_says_what_to_do(store: ExperienceStore) -> None:
     with pytest.raises(NotFoundError, match="collect rewarded experience"):
         ReplayIndex(store, ExperienceConfig()).sample(1, 0, ["alpha"])

@@ -90,6 +90,14 @@ def test_sft_keeps_only_successes(store: ExperienceStore, tokenizer: Any) -> Non
     assert not any("Wrong answer." in t for t in texts)
 
 
+def test_sft_spends_no_draw_on_a_failure(store: ExperienceStore, tokenizer: Any) -> None:
+    _call(store, tokenizer, "acme", "good", "Question one?", "Right answer.", reward=1.0)
+    for i in range(4):
+        _call(store, tokenizer, "acme", f"bad{i}", f"Question {i}?", "Wrong answer.", reward=0.0)
+    drawn = _source(store, tokenizer, ("acme",)).draw(16, "sft", 0)
+    assert {d.session_id for d in drawn.items.values()} == {"good"}
+
+
 def test_grpo_pushes_away_from_the_failure_of_a_group(store: ExperienceStore, tokenizer: Any) -> None:
     _call(store, tokenizer, "acme", "good", "Same task?", "Right answer.", reward=1.0)
     _call(store, tokenizer, "acme", "bad", "Same task?", "Wrong answer.", reward=0.0)

@@ -167,9 +167,12 @@ class ReplayIndex:
                 s.execute(delete(ReplayItem).where(ReplayItem.id.in_(ids)))
 
     # -- sampling and priorities --------------------------------------------------------------------
-    def sample(self, n: int, policy_version: int, tenants: Sequence[str]) -> list[Draw]:
-        """Draw `n` items of `tenants` ∝ priority^α with importance weights (demonstrations never go stale)."""
-        tree = self._load(policy_version, tenants)
+    def sample(self, n: int, policy_version: int, tenants: Sequence[str],
+               min_reward: float | None = None) -> list[Draw]:
+        """Draw `n` items of `tenants` ∝ priority^α with importance weights (demonstrations never go stale);
+        `min_reward`: only items rewarded at least this much (None = all), so that an objective that learns only
+        from successes spends no draw on a failure."""
+        tree = self._load(policy_version, tenants, min_reward)
         batch = tree.sample(n, policy_version)
         self._samples += 1
         out = []
@@ -183,12 +186,16 @@ class ReplayIndex:
                           .values(sampled=ReplayItem.sampled + int(count)))
         return out
 
-    def _load(self, policy_version: int, tenants: Sequence[str]) -> PrioritizedReplay:
+    def _load(self, policy_version: int, tenants: Sequence[str], min_reward: float | None) -> PrioritizedReplay:
         ids = {self.store.tenant(t).tenant_id for t in tenants}
+        query = select(ReplayItem).where(ReplayItem.tenant_id.in_(ids))
+        if min_reward is not None:
+            query = query.where(ReplayItem.reward >= min_reward)
         with self.store.session() as s:
-            rows = [_Row(**_as_dict(r)) for r in s.scalars(select(ReplayItem).where(ReplayItem.tenant_id.in_(ids)))]
+            rows = [_Row(**_as_dict(r)) for r in s.scalars(query)]
         if not rows:
-            raise NotFoundError("the replay index holds no rewarded session of the opted-in tenants "
+            least = "" if min_reward is None else f" rewarded at least {min_reward:g}"
+            raise NotFoundError(f"the replay index holds no rewarded session{least} of the opted-in tenants "
                                 f"({', '.join(sorted(tenants)) or 'none'}); collect rewarded experience first")
         c = self.cfg
         tree = PrioritizedReplay(len(rows), c.replay_alpha, c.replay_beta0, c.replay_beta_steps,

@@ -29,6 +29,9 @@ from blacksoil.learning.dataset import prompt_ids
 from blacksoil.learning.demos import END
 from blacksoil.learning.samples import TrainSample
 
+SFT_MIN_REWARD = 1.0
+"""SFT (rejection sampling) trains on items rewarded at least this much: successes and demonstrations."""
+
 __all__ = ["Drawn", "StoreExperience", "completion_text"]
 
 
@@ -109,7 +112,10 @@ class StoreExperience:
 
     def draw(self, draws: int, objective: str, policy_version: int) -> Drawn:
         """Sample `draws` trajectories and build the objective's samples from their stored calls."""
-        picked = self.index.sample(draws, policy_version, self.tenants)
+        # SFT learns only from successes: a failure drawn would be a wasted draw, and how many failures the round's
+        # collection happened to add would decide which demonstrations get trained on.
+        picked = self.index.sample(draws, policy_version, self.tenants,
+                                   min_reward=None if objective == "grpo" else SFT_MIN_REWARD)
         weights: dict[int, float] = defaultdict(float)
         for d in picked:
             weights[d.item_id] = max(weights[d.item_id], d.weight)
@@ -132,7 +138,7 @@ class StoreExperience:
         """SFT: 1 for a success (rejection sampling), else 0. GRPO: the reward's z-score within its task group
         (a demonstration counts as a success of its group)."""
         if objective != "grpo":
-            return 1.0 if d.reward >= 1.0 else 0.0
+            return 1.0 if d.reward >= SFT_MIN_REWARD else 0.0
         rewards = groups.get((d.tenant_id, d.task_id or ""), [])
         if len(rewards) < 2:
             return 0.0
