@@ -28,7 +28,8 @@ from blacksoil.serving.config import MIN_PREFILL_CHUNK, PREFILL_CHUNK_DEFAULT
 DEFAULT_PORT = 8080
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1, fix: str = "") -> int:
+    """`env[name]` as an integer of at least `minimum` (`default` when unset); `fix` says where to change it."""
     raw = env.get(name, "")
     if not raw:
         return default
@@ -36,8 +37,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to a positive whole number") from None
-    if value < 1:
-        raise ConfigError(f"{name}={value} must be at least 1")
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}{fix}")
     return value
 
 
@@ -51,14 +52,12 @@ def engine_params(env: Mapping[str, str]) -> Any:
         raise ConfigError("BLACKSOIL_ENGINE_API_KEY is not set; an engine reachable on the pod network needs the key "
                           "the operator keeps in the deployment's Secret (the operator's pod spec sets it)")
     slots = _int(env, "BLACKSOIL_ENGINE_SLOTS", 4)
-    chunk = _int(env, "BLACKSOIL_ENGINE_PREFILL_CHUNK", PREFILL_CHUNK_DEFAULT)
+    chunk = _int(env, "BLACKSOIL_ENGINE_PREFILL_CHUNK", PREFILL_CHUNK_DEFAULT, MIN_PREFILL_CHUNK,
+                 " (the ServingDeployment's prefillChunk)")
     spec = {"model_path": env.get("BLACKSOIL_ENGINE_MODEL") or str(default_model_path()), "slots": slots,
             "ctx": _int(env, "BLACKSOIL_ENGINE_CTX", 1024 * slots),
             "threads": _int(env, "BLACKSOIL_ENGINE_THREADS", len(os.sched_getaffinity(0))),
             "prefill_chunk": chunk}
-    if chunk < MIN_PREFILL_CHUNK:
-        raise ConfigError(f"BLACKSOIL_ENGINE_PREFILL_CHUNK={chunk} is below {MIN_PREFILL_CHUNK}; "
-                          f"set {MIN_PREFILL_CHUNK} or more (the ServingDeployment's prefillChunk)")
     params = build_params(spec)
     # The gateway runs in another pod: listen on the pod's address (not loopback), on the port the spec names.
     params.hostnames = [env.get("BLACKSOIL_ENGINE_HOST") or "0.0.0.0"]
