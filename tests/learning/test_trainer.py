@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from blacksoil.errors import ConfigError
 from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.config import LearningConfig
 from blacksoil.learning.objectives import sequence_nll
 from blacksoil.learning.samples import TrainSample, collate, group_advantages
-from blacksoil.learning.trainer import LoraTrainer, write_samples
+from blacksoil.learning.trainer import OPTIMIZER_FILE, LoraTrainer, write_samples
 
 
 def _nll(trainer: LoraTrainer, samples: list[TrainSample]) -> list[float]:
@@ -40,6 +41,57 @@ def test_sft_lowers_loss_and_checkpoints(base_info: BaseModelInfo, tiny_cfg: Lea
     assert trainer.checkpoints.latest() is not None and trainer.checkpoints.latest().step == 4  # type: ignore[union-attr]
     out = trainer.save_adapter(tmp_path / "adapter")
     assert (out / "adapter_model.safetensors").exists()
+
+
+def _max_diff(a: LoraTrainer, b: LoraTrainer) -> float:
+    return max(float((a.params[n] - b.params[n]).detach().abs().max()) for n in a.params)
+
+
+@pytest.fixture(scope="module")
+def split_training(base_info: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory,
+                   secret_samples: list[TrainSample]) -> dict[str, LoraTrainer]:
+    """4 steps in one go; 2 steps, the adapter saved, 2 more from it (its optimizer continued, then restarted).
+    One batch holds both samples, so every step sees the same data and only the optimizer's state differs."""
+    tmp = tmp_path_factory.mktemp("split")
+    tiny_cfg = LearningConfig(batch_size=2, max_seq_len=48, checkpoint_every=2, learning_rate=1e-3, torch_threads=1,
+                              lora_layers=0)
+    whole = LoraTrainer(base_info, tiny_cfg, tmp / "whole")
+    whole.train(secret_samples, 4)
+    first = LoraTrainer(base_info, tiny_cfg, tmp / "first")
+    first.train(secret_samples, 2)
+    first.save_adapter(tmp / "adapter")
+    continued = LoraTrainer(base_info, tiny_cfg, tmp / "continued", init_adapter=tmp / "adapter")
+    continued.train(secret_samples, 2)
+    (tmp / "adapter" / OPTIMIZER_FILE).unlink()
+    restarted = LoraTrainer(base_info, tiny_cfg, tmp / "restarted", init_adapter=tmp / "adapter")
+    restarted.train(secret_samples, 2)
+    return {"whole": whole, "continued": continued, "restarted": restarted}
+
+
+def test_trainer_from_a_saved_adapter_continues_its_optimizer(split_training: dict[str, LoraTrainer]) -> None:
+    assert split_training["continued"].continued_optimizer
+
+
+def test_continued_training_matches_training_in_one_go(split_training: dict[str, LoraTrainer]) -> None:
+    assert _max_diff(split_training["continued"], split_training["whole"]) < 1e-4
+
+
+def test_a_restarted_optimizer_lands_elsewhere(split_training: dict[str, LoraTrainer]) -> None:
+    assert not split_training["restarted"].continued_optimizer
+    assert _max_diff(split_training["restarted"], split_training["whole"]) > 1e-3
+
+
+def test_optimizer_of_other_parameters_is_a_clear_error(base_info: BaseModelInfo, tiny_cfg: LearningConfig,
+                                                        tmp_path: Path, secret_samples: list[TrainSample]) -> None:
+    import torch
+
+    first = LoraTrainer(base_info, tiny_cfg, tmp_path / "first")
+    first.train(secret_samples, 1)
+    first.save_adapter(tmp_path / "adapter")
+    saved = torch.load(tmp_path / "adapter" / OPTIMIZER_FILE, weights_only=True)
+    torch.save({**saved, "names": saved["names"][:-1]}, tmp_path / "adapter" / OPTIMIZER_FILE)
+    with pytest.raises(ConfigError, match="delete that file to start a fresh optimizer"):
+        LoraTrainer(base_info, tiny_cfg, tmp_path / "second", init_adapter=tmp_path / "adapter")
 
 
 def test_group_objective_pushes_failed_attempt_down(base_info: BaseModelInfo, tmp_path: Path,

@@ -26,6 +26,9 @@ from blacksoil.learning.samples import TrainSample
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
+OPTIMIZER_FILE = "optimizer.pt"
+"""AdamW's state saved beside an adapter, so a trainer that starts from that adapter continues its optimizer."""
+
 
 @dataclass
 class TrainResult:
@@ -92,6 +95,8 @@ class LoraTrainer:
         self.model.train()
         self.params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(list(self.params.values()), lr=cfg.learning_rate, weight_decay=0.0)
+        self.continued_optimizer = init_adapter is not None and self._continue_optimizer(Path(init_adapter))
+        """Whether AdamW's moments came with `init_adapter` (False: a fresh optimizer)."""
         self.forward: Any = self.model
         if world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -110,6 +115,26 @@ class LoraTrainer:
     def trainable_parameters(self) -> int:
         """Number of LoRA parameters being trained."""
         return sum(p.numel() for p in self.params.values())
+
+    def _continue_optimizer(self, adapter_dir: Path) -> bool:
+        """Load the AdamW state saved with `adapter_dir` (by `save_adapter`), if there is one.
+
+        A fresh AdamW's first steps move every weight by about the learning rate whatever its gradient's size, so a
+        round that restarts it shakes the adapter it continues (measured: 26 steps, a fresh optimizer, 26 more on
+        the same data kept 5 of 20 held-out tasks where 52 steps in one go kept 7)."""
+        import torch
+
+        path = adapter_dir / OPTIMIZER_FILE
+        if not path.exists():
+            return False
+        saved = torch.load(path, weights_only=True)
+        if saved.get("names") != list(self.params):
+            raise ConfigError(f"{str(path)!r} holds the optimizer of other LoRA parameters than the adapter beside "
+                              "it; delete that file to start a fresh optimizer")
+        self.optimizer.load_state_dict(saved["optimizer"])
+        for group in self.optimizer.param_groups:  # this run's learning rate, not the saved one
+            group["lr"] = self.cfg.learning_rate
+        return True
 
     def resume(self) -> int | None:
         """Continue from the newest checkpoint in the run folder, if there is one."""
@@ -189,9 +214,13 @@ class LoraTrainer:
         return result
 
     def save_adapter(self, out_dir: Path) -> Path:
-        """Write the peft adapter folder (safetensors + adapter_config.json)."""
+        """Write the peft adapter folder (safetensors + adapter_config.json) and, beside it, the optimizer's state
+        (OPTIMIZER_FILE) for a trainer that continues from this adapter."""
+        import torch
+
         out_dir.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(out_dir))
+        torch.save({"names": list(self.params), "optimizer": self.optimizer.state_dict()}, out_dir / OPTIMIZER_FILE)
         return out_dir
 
 
