@@ -7,7 +7,7 @@ than `tolerance`; a rejection carries the numbers. The test split is refused her
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,22 +123,36 @@ class EvalGate:
               cores: tuple[int, ...] = ()) -> dict[str, SuiteScore]:
         """Completion per suite of the base model (None) or of `adapter`, on a private gateway whose engine runs on
         `cores` (() = wherever the OS puts it)."""
-        from blacksoil.agentscore import api
-
-        out = {}
-        with serving(adapter, self.serving_cfg, self.root, cores) as gw:
-            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model, config=self.agent_config,
-                                   api_key=self.api_key)
-            for suite in self.suites:
-                eps = api.run_tasks(agent, self.tasks(suite), k=1, on_episode=on_episode,
-                                    concurrency=self.concurrency, settings=self.settings)
-                out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps), sum(e.reward for e in eps))
-        return out
+        return score_suites(adapter, {s: self.tasks(s) for s in self.suites}, self.serving_cfg, self.root,
+                            agent_config=self.agent_config, api_key=self.api_key, settings=self.settings,
+                            concurrency=self.concurrency, cores=cores,
+                            on_episode=None if on_episode is None else lambda suite: on_episode)
 
     def judge(self, baseline: dict[str, SuiteScore], candidate: AdapterVersion,
               on_episode: EpisodeCallback | None = None, cores: tuple[int, ...] = ()) -> GateDecision:
         """Score `candidate` (on `cores`) and compare it with the baseline scores of what is served now."""
         return decide(baseline, self.score(candidate, on_episode, cores), self.margin, self.tolerance)
+
+
+def score_suites(adapter: AdapterVersion | None, tasks: Mapping[str, Sequence[Any]], cfg: ServingConfig | None,
+                 root: Any, *, agent_config: AgentscoreConfig | None, api_key: str | None, settings: EnvSettings,
+                 concurrency: int = 1, cores: tuple[int, ...] = (),
+                 on_episode: Callable[[str], EpisodeCallback | None] | None = None) -> dict[str, SuiteScore]:
+    """Completion per suite of the base model (None) or `adapter` on `tasks` (suite → tasks, any split), played
+    by the LLM agent on a fresh private gateway (`serving`): the gate's dev scores and the demo's test scores.
+
+    `on_episode(suite)` gives the callback for that suite's episodes (a progress bar per suite)."""
+    from blacksoil.agentscore import api
+
+    out = {}
+    with serving(adapter, cfg, root, cores) as gw:
+        agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model, config=agent_config,
+                               api_key=api_key)
+        for suite, suite_tasks in tasks.items():
+            eps = api.run_tasks(agent, list(suite_tasks), k=1, on_episode=on_episode(suite) if on_episode else None,
+                                concurrency=concurrency, settings=settings)
+            out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps), sum(e.reward for e in eps))
+    return out
 
 
 @contextlib.contextmanager

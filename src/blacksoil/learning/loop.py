@@ -29,7 +29,7 @@ from blacksoil.experience.store import ExperienceStore
 from blacksoil.learning.api import rounds_file
 from blacksoil.learning.collect import Attempt, collect
 from blacksoil.learning.context import LearnerContext
-from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall
+from blacksoil.learning.gate import EvalGate, GateDecision, SuiteScore, overall, score_suites
 from blacksoil.learning.runner import InProcessRunner, TrainJob, TrainRunner
 from blacksoil.learning.samples import TrainSample
 from blacksoil.serving.config import ServingConfig
@@ -351,19 +351,16 @@ def score_test(adapter: AdapterVersion | None, suites: tuple[str, ...], test_tas
     private engine like the gate's (see LoopOptions.score_concurrency), not the live gateway whose cached prompts
     would make the numbers depend on what it served before."""
     from blacksoil.agentscore import api
-    from blacksoil.learning.gate import serving
 
-    out = {}
-    with _progress() as p, serving(adapter, serving_config(opts.exclusive_cores, ctx.serving), ctx.root) as gw:
-        for suite in suites:
-            tasks = api.list_tasks(suite, "test")[:test_tasks] if test_tasks else api.list_tasks(suite, "test")
-            bar = p.add_task(f"{label}: {suite} test split", total=len(tasks))
-            agent = api.make_agent("llm", base_url=gw.openai_base_url, model=gw.model,
-                                   config=ctx.agentscore, api_key=ctx.api_key)
-            eps = api.run_tasks(agent, tasks, on_episode=lambda e, b=bar: p.advance(b),  # type: ignore[misc]
-                                concurrency=opts.score_concurrency, settings=ctx.env)
-            out[suite] = SuiteScore(suite, sum(e.passed for e in eps), len(eps))
-    return out
+    tasks = {s: api.list_tasks(s, "test")[:test_tasks] if test_tasks else api.list_tasks(s, "test") for s in suites}
+    with _progress() as p:
+        def bar(suite: str) -> Callable[[Any], None]:
+            task = p.add_task(f"{label}: {suite} test split", total=len(tasks[suite]))
+            return lambda e: p.advance(task)
+
+        return score_suites(adapter, tasks, serving_config(opts.exclusive_cores, ctx.serving), ctx.root,
+                            agent_config=ctx.agentscore, api_key=ctx.api_key, settings=ctx.env,
+                            concurrency=opts.score_concurrency, on_episode=bar)
 
 
 def run_demo(rounds: int, opts: LoopOptions, ctx: LearnerContext, *, dest: Destination,
