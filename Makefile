@@ -30,10 +30,11 @@ system-deps:
 vllm-env:
 	bash tools/vllm-env.sh
 
-# The closed loop: test-split baseline → 2 learning rounds (collect → replay → train → gate → publish → hot swap)
-# → test split again, with a before/after table and a learning-curve plot (~15 min on 2 cores).
+# The closed loop: test-split baseline → one learning round of 78 steps (collect → replay → train → gate → publish →
+# hot swap) → test split again, with a before/after table and a learning-curve plot (~11 min on 2 cores). One long
+# round, not two short ones: see docs/learning.md (The demo).
 demo: install
-	$(BIN)/blacksoil learn --demo --rounds 2 --practice 4 --steps 26 --tasks-per-suite 2 --attempts 2 --gate-tasks 3 --concurrency 4
+	$(BIN)/blacksoil learn --demo --rounds 1 --practice 4 --steps 78 --tasks-per-suite 2 --attempts 2 --gate-tasks 3 --concurrency 4
 
 # A short serving exchange: start the gateway, one agent tool call, metrics.
 demo-serving: install
