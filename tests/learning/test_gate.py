@@ -43,6 +43,24 @@ def test_gain_below_margin_or_none_is_rejected() -> None:
     assert not d.promote and "below margin 0.20" in d.reason
 
 
+def test_a_gain_on_a_held_out_suite_alone_does_not_promote() -> None:
+    d = decide(_scores(mfg=(2, 10), general=(3, 10)), _scores(mfg=(2, 10), general=(4, 10)), margin=0.0,
+               tolerance=0.02, held_out={"general"})
+    assert not d.promote and "learned dev completion gain +0.00" in d.reason
+
+
+def test_a_held_out_regression_still_vetoes() -> None:
+    d = decide(_scores(mfg=(2, 10), general=(5, 10)), _scores(mfg=(6, 10), general=(4, 10)), margin=0.0,
+               tolerance=0.02, held_out={"general"})
+    assert not d.promote and "general regressed" in d.reason
+
+
+def test_the_gain_is_counted_on_the_learned_suites_only() -> None:
+    d = decide(_scores(mfg=(2, 10), general=(5, 10)), _scores(mfg=(4, 10), general=(5, 10)), margin=0.0,
+               tolerance=0.02, held_out={"general"})
+    assert d.deltas["overall"] == pytest.approx(0.2)
+
+
 def test_a_regression_is_marked_so_the_learner_does_not_train_on_from_it() -> None:
     d = decide(_scores(mfg=(2, 10), tools=(5, 10)), _scores(mfg=(9, 10), tools=(4, 10)), margin=0.0, tolerance=0.02)
     assert d.regressed
