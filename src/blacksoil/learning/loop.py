@@ -352,7 +352,7 @@ def score_test(adapter: AdapterVersion | None, suites: tuple[str, ...], test_tas
     would make the numbers depend on what it served before."""
     from blacksoil.agentscore import api
 
-    tasks = {s: api.list_tasks(s, "test")[:test_tasks] if test_tasks else api.list_tasks(s, "test") for s in suites}
+    tasks = {s: api.list_tasks(s, "test")[: test_tasks or None] for s in suites}
     with _progress() as p:
         def bar(suite: str) -> Callable[[Any], None]:
             task = p.add_task(f"{label}: {suite} test split", total=len(tasks[suite]))
