@@ -3,6 +3,7 @@ anonymizer dropped token ids), rewards joined from checkers, ratings and demonst
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from blacksoil.experience.store import ExperienceStore, default_url
 from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.demos import demonstrations, demonstrations_on
-from blacksoil.learning.source import StoreExperience
+from blacksoil.learning.source import StoreExperience, engine_ids
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+1 415 555 0142"
@@ -158,3 +159,42 @@ def test_demonstrations_built_on_other_cores_are_the_same(base_info: BaseModelIn
     here = demonstrations_on((), base_info, ["tools-basic"], settings=env_settings, tokenizer=tokenizer)
     child = demonstrations_on((0,), base_info, ["tools-basic"], settings=env_settings)
     assert key(child) == key(here)
+
+
+def test_a_call_that_stopped_on_end_of_turn_is_closed_with_it() -> None:
+    call = {"completion_token_ids": [5, 6], "metadata": {"finish_reason": "stop"}, "usage": {"completion_tokens": 3}}
+    assert engine_ids(call, 2) == (5, 6, 2)
+
+
+def test_a_call_cut_at_max_tokens_is_not_closed() -> None:
+    call = {"completion_token_ids": [5, 6], "metadata": {"finish_reason": "length"}, "usage": {"completion_tokens": 2}}
+    assert engine_ids(call, 2) == (5, 6)
+
+
+def test_ids_that_already_end_the_turn_stay_as_they_are() -> None:
+    call = {"completion_token_ids": [5, 2], "metadata": {"finish_reason": "stop"}, "usage": {"completion_tokens": 2}}
+    assert engine_ids(call, 2) == (5, 2)
+
+
+def test_a_learned_engine_call_ends_with_end_of_turn(store: ExperienceStore, tokenizer: Any) -> None:
+    ids = tokenizer("Blue.", add_special_tokens=False).input_ids  # as llama.cpp reports them: no end of turn
+    store.ingest(ExperienceEvent(kind="model_call", tenant="default", session_id="s1",
+                                 messages=[{"role": "user", "content": "What colour is the sky?"}],
+                                 response={"role": "assistant", "content": "Blue."}, completion_token_ids=ids,
+                                 completion_logprobs=[-0.5] * len(ids), usage={"completion_tokens": len(ids) + 1},
+                                 metadata={"finish_reason": "stop"}))
+    store.tenant("default").add_reward(1.0, "agentscore", session_id="s1", detail={"task_id": "t1"})
+    sample = _source(store, tokenizer).draw(4, "sft", 0).samples[0]
+    assert sample.completion_ids == (*ids, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+
+
+def test_the_appended_end_of_turn_has_an_unknown_behaviour_logprob(store: ExperienceStore, tokenizer: Any) -> None:
+    ids = tokenizer("Blue.", add_special_tokens=False).input_ids
+    store.ingest(ExperienceEvent(kind="model_call", tenant="default", session_id="s1",
+                                 messages=[{"role": "user", "content": "What colour is the sky?"}],
+                                 response={"role": "assistant", "content": "Blue."}, completion_token_ids=ids,
+                                 completion_logprobs=[-0.5] * len(ids), usage={"completion_tokens": len(ids) + 1},
+                                 metadata={"finish_reason": "stop"}))
+    store.tenant("default").add_reward(1.0, "agentscore", session_id="s1", detail={"task_id": "t1"})
+    behaviour = _source(store, tokenizer).draw(4, "sft", 0).samples[0].behaviour_logprobs
+    assert behaviour is not None and behaviour[:-1] == (-0.5,) * len(ids) and math.isnan(behaviour[-1])

@@ -77,12 +77,26 @@ def completion_text(call: dict[str, Any]) -> str | None:
     return (message.get("content") or message.get("text") or "") + END
 
 
+def engine_ids(call: dict[str, Any], end_id: int) -> tuple[int, ...]:
+    """The stored completion ids of a call, closed with the end-of-turn token where the engine stopped on it.
+
+    llama.cpp generates that token (its usage counts it) but reports no log-probability entry, hence no id, for
+    it; without it a learned attempt would never teach the model to stop where the demonstrations (and the
+    re-tokenized text, see completion_text) do."""
+    ids = tuple(int(i) for i in call["completion_token_ids"])
+    finish = (call.get("metadata") or {}).get("finish_reason")
+    generated = int((call.get("usage") or {}).get("completion_tokens") or 0)
+    stopped = finish in ("stop", "tool_calls") or (finish is None and generated == len(ids) + 1)
+    return (*ids, end_id) if ids and stopped and ids[-1] != end_id else ids
+
+
 class StoreExperience:
     """Experience of the opted-in tenants, from the store, through prioritized replay that persists there."""
 
     def __init__(self, store: ExperienceStore, index: ReplayIndex, tenants: Sequence[str], own_tenant: str,
                  tokenizer: Any, max_len: int | None = None) -> None:
         self.store, self.index, self.tokenizer, self.max_len = store, index, tokenizer, max_len
+        self.end_id = int(tokenizer.convert_tokens_to_ids(END))
         self.own_tenant = own_tenant
         self.tenants = tuple(dict.fromkeys((own_tenant, *tenants)))
         # Stored tenant ids (keyed hashes when an id holds PII) → their scoped views; nothing else is ever read.
@@ -164,14 +178,15 @@ class StoreExperience:
             text = None if stored else completion_text(call)
             if not stored and text is None:
                 continue
-            ids = tuple(int(i) for i in stored) if stored else tuple(
+            ids = engine_ids(call, self.end_id) if stored else tuple(
                 self.tokenizer(text, add_special_tokens=False).input_ids)
             if not ids or (self.max_len is not None and len(prompt) + len(ids) > self.max_len):
                 continue
             retokenized += not stored
             logprobs = call["completion_logprobs"]
-            behaviour = tuple(float(x) for x in logprobs) if stored and logprobs and len(logprobs) == len(ids) \
-                else None
+            behaviour = None
+            if stored and logprobs and len(logprobs) == len(stored):  # the appended end of turn's is unknown (NaN)
+                behaviour = tuple(float(x) for x in logprobs) + (float("nan"),) * (len(ids) - len(stored))
             out.append(TrainSample(prompt, ids, reward=d.reward, weight=weight, group=d.task_id, advantage=coef,
                                    trajectory=str(d.item_id), behaviour_logprobs=behaviour))
         return out, retokenized
