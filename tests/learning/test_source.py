@@ -18,6 +18,7 @@ from blacksoil.experience.store import ExperienceStore, default_url
 from blacksoil.factories.env_settings import EnvSettings
 from blacksoil.learning.basemodel import BaseModelInfo
 from blacksoil.learning.demos import demonstrations, demonstrations_on
+from blacksoil.learning.samples import TrainSample
 from blacksoil.learning.source import StoreExperience, engine_ids
 
 EMAIL = "jane.doe@example.com"
@@ -176,19 +177,10 @@ def test_ids_that_already_end_the_turn_stay_as_they_are() -> None:
     assert engine_ids(call, 2) == (5, 2)
 
 
-def test_a_learned_engine_call_ends_with_end_of_turn(store: ExperienceStore, tokenizer: Any) -> None:
-    ids = tokenizer("Blue.", add_special_tokens=False).input_ids  # as llama.cpp reports them: no end of turn
-    store.ingest(ExperienceEvent(kind="model_call", tenant="default", session_id="s1",
-                                 messages=[{"role": "user", "content": "What colour is the sky?"}],
-                                 response={"role": "assistant", "content": "Blue."}, completion_token_ids=ids,
-                                 completion_logprobs=[-0.5] * len(ids), usage={"completion_tokens": len(ids) + 1},
-                                 metadata={"finish_reason": "stop"}))
-    store.tenant("default").add_reward(1.0, "agentscore", session_id="s1", detail={"task_id": "t1"})
-    sample = _source(store, tokenizer).draw(4, "sft", 0).samples[0]
-    assert sample.completion_ids == (*ids, tokenizer.convert_tokens_to_ids("<|im_end|>"))
-
-
-def test_the_appended_end_of_turn_has_an_unknown_behaviour_logprob(store: ExperienceStore, tokenizer: Any) -> None:
+@pytest.fixture
+def stopped_call(store: ExperienceStore, tokenizer: Any) -> tuple[list[int], TrainSample]:
+    """A rewarded engine call stored as llama.cpp reports it after stopping on end of turn (no id for that token),
+    and the sample the learner draws from it."""
     ids = tokenizer("Blue.", add_special_tokens=False).input_ids
     store.ingest(ExperienceEvent(kind="model_call", tenant="default", session_id="s1",
                                  messages=[{"role": "user", "content": "What colour is the sky?"}],
@@ -196,5 +188,17 @@ def test_the_appended_end_of_turn_has_an_unknown_behaviour_logprob(store: Experi
                                  completion_logprobs=[-0.5] * len(ids), usage={"completion_tokens": len(ids) + 1},
                                  metadata={"finish_reason": "stop"}))
     store.tenant("default").add_reward(1.0, "agentscore", session_id="s1", detail={"task_id": "t1"})
-    behaviour = _source(store, tokenizer).draw(4, "sft", 0).samples[0].behaviour_logprobs
+    return ids, _source(store, tokenizer).draw(4, "sft", 0).samples[0]
+
+
+def test_a_learned_engine_call_ends_with_end_of_turn(stopped_call: tuple[list[int], TrainSample],
+                                                     tokenizer: Any) -> None:
+    ids, sample = stopped_call
+    assert sample.completion_ids == (*ids, tokenizer.convert_tokens_to_ids("<|im_end|>"))
+
+
+def test_the_appended_end_of_turn_has_an_unknown_behaviour_logprob(
+        stopped_call: tuple[list[int], TrainSample]) -> None:
+    ids, sample = stopped_call
+    behaviour = sample.behaviour_logprobs
     assert behaviour is not None and behaviour[:-1] == (-0.5,) * len(ids) and math.isnan(behaviour[-1])
