@@ -86,19 +86,24 @@ def _until(cond: Callable[[], bool], what: str, timeout: float = 90.0) -> float:
     return time.monotonic() - t0
 
 
-def _streams(gw: GatewayHandle, n: int, max_tokens: int, results: list[bool]) -> list[threading.Thread]:
-    """`n` concurrent streamed chats (new sessions) in threads; each appends whether it ended without an error."""
+def _streams(gw: GatewayHandle, n: int, max_tokens: int, results: list[bool],
+             until: threading.Event) -> list[threading.Thread]:
+    """`n` concurrent streamed chats (new sessions) in threads, each started again when it ends until `until` is set
+    (so the demand lasts however long a new replica takes to start); each appends whether it ended without an error."""
     body = {"model": gw.model, "messages": [{"role": "user", "content": "Count from one to one hundred."}],
             "max_tokens": max_tokens, "stream": True}
 
     def one(k: int) -> None:
-        with httpx.Client(timeout=120) as c, c.stream("POST", gw.openai_base_url + "/chat/completions", json=body,
-                                                      headers={"X-Session-Id": f"spike{k}"}) as r:
-            lines = [line for line in r.iter_lines() if line.startswith("data:")]
-        results.append(r.status_code == 200 and not any('"error"' in line[:20] for line in lines)
-                       and lines[-1] == "data: [DONE]")
+        for turn in range(1000):
+            with httpx.Client(timeout=120) as c, c.stream("POST", gw.openai_base_url + "/chat/completions", json=body,
+                                                          headers={"X-Session-Id": f"spike{k}-{turn}"}) as r:
+                lines = [line for line in r.iter_lines() if line.startswith("data:")]
+            results.append(r.status_code == 200 and not any('"error"' in line[:20] for line in lines)
+                           and lines[-1] == "data: [DONE]")
+            if until.is_set():
+                return
 
-    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    threads = [threading.Thread(target=one, args=(k,), daemon=True) for k in range(n)]
     for th in threads:
         th.start()
     return threads
@@ -114,10 +119,12 @@ def test_up_serves_from_policy_scaled_actors_with_no_local_engine(ray_cluster: A
             (first,) = backend.serving.nodes()
 
             results: list[bool] = []
+            served = threading.Event()
             t_spike = time.monotonic()
-            threads = _streams(gw, 6, 48, results)  # 6 streams on 2 slots: demand = 3 replicas' worth
+            threads = _streams(gw, 6, 48, results, served)  # 6 streams on 2 slots: demand = 3 replicas' worth
             _until(lambda: any(i.name != first and i.inflight > 0 for i in gw.pool.info()), "a second replica serving")
             scale_up_s = time.monotonic() - t_spike
+            served.set()
             nodes = set(backend.serving.nodes().values())
             for th in threads:
                 th.join()
@@ -128,7 +135,7 @@ def test_up_serves_from_policy_scaled_actors_with_no_local_engine(ray_cluster: A
     assert kinds == ["llamacpp_remote"]  # no local engine was ever started
     assert len(nodes) == 2  # the new replica went to the node with a free CPU
     assert len(ups) == 2 and "demand" in ups[1].reason  # the policy's decision, from the gateway's demand
-    assert results == [True] * 6  # the scale-down drained: every stream finished
+    assert (len(results) >= 6, all(results)) == (True, True)  # the scale-down drained: every stream finished
 
 
 def test_hot_swap_starts_its_green_replica_as_an_actor_on_another_node(ray_cluster: Any, tmp_path: Path) -> None:
