@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -94,7 +95,7 @@ def _streams(gw: GatewayHandle, n: int, max_tokens: int, results: list[bool],
             "max_tokens": max_tokens, "stream": True}
 
     def one(k: int) -> None:
-        for turn in range(1000):
+        for turn in itertools.count():
             with httpx.Client(timeout=120) as c, c.stream("POST", gw.openai_base_url + "/chat/completions", json=body,
                                                           headers={"X-Session-Id": f"spike{k}-{turn}"}) as r:
                 lines = [line for line in r.iter_lines() if line.startswith("data:")]
